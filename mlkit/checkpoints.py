@@ -1,0 +1,158 @@
+"""Small checkpoints in the repository, each with a manifest entry, and resumable run state.
+
+A checkpoint is a plain ``state_dict`` saved with ``torch.save`` and loaded with
+``torch.load(..., weights_only=True)``, so that loading never runs pickled code. Its entry in
+``checkpoints/MANIFEST.json`` records how it was made (the exact command, seed, iterations,
+wall time, machine), the configuration needed to rebuild the network, and its sha256, which
+:func:`load_checkpoint` checks before it trusts the file.
+
+Training state (model, optimiser, sampler and random state, history) lives apart under
+``runs/<name>/state.pt`` (not committed) and is written atomically every few minutes, so that
+``python -m mlkit train NAME --resume`` continues where a stopped run left off.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = [
+    "CHECKPOINT_DIR",
+    "RUN_DIR",
+    "manifest",
+    "save_checkpoint",
+    "load_checkpoint",
+    "checkpoint_entry",
+    "save_state",
+    "load_state",
+    "machine_description",
+    "Autosaver",
+]
+
+_ROOT = Path(__file__).resolve().parent.parent
+CHECKPOINT_DIR = Path(os.environ.get("MLKIT_CHECKPOINTS", _ROOT / "checkpoints"))
+RUN_DIR = Path(os.environ.get("MLKIT_RUNS", _ROOT / "runs"))
+MANIFEST = "MANIFEST.json"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _atomic_write_bytes(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def machine_description() -> str:
+    """A one-line description of this machine: CPU or GPU, cores, torch version."""
+    if torch.cuda.is_available():
+        dev = torch.cuda.get_device_name(0)
+    else:
+        dev = f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+    return f"{dev}, torch {torch.__version__}, Python {platform.python_version()}"
+
+
+def manifest(directory: Path | None = None) -> dict[str, dict[str, Any]]:
+    """The manifest: checkpoint name -> its entry (``{}`` when there is none yet)."""
+    path = Path(directory or CHECKPOINT_DIR) / MANIFEST
+    if not path.exists():
+        return {}
+    return json.loads(path.read_text())
+
+
+def checkpoint_entry(name: str, directory: Path | None = None) -> dict[str, Any]:
+    """The manifest entry of checkpoint ``name``; a ``KeyError`` lists the known names."""
+    entries = manifest(directory)
+    if name not in entries:
+        raise KeyError(f"no checkpoint named {name!r} in the manifest; known: {sorted(entries)}")
+    return entries[name]
+
+
+def save_checkpoint(name: str, state_dict: dict[str, torch.Tensor], *, config: dict[str, Any],
+                    command: str, seed: int, iterations: int, wall_time_s: float,
+                    metrics: dict[str, Any] | None = None,
+                    directory: Path | None = None) -> Path:
+    """Write ``<directory>/<name>.pt`` and its manifest entry (with the file's sha256)."""
+    directory = Path(directory or CHECKPOINT_DIR)
+    path = directory / f"{name}.pt"
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
+    _atomic_write_bytes(path, lambda f: torch.save(tensors, f))
+    entries = manifest(directory)
+    entries[name] = {
+        "file": path.name,
+        "sha256": _sha256(path),
+        "command": command,
+        "seed": seed,
+        "iterations": iterations,
+        "wall_time_s": round(wall_time_s, 1),
+        "machine": machine_description(),
+        "saved": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "config": config,
+        "metrics": metrics or {},
+    }
+    text = json.dumps(dict(sorted(entries.items())), indent=2) + "\n"
+    _atomic_write_bytes(directory / MANIFEST, lambda f: f.write(text.encode()))
+    return path
+
+
+def load_checkpoint(name: str, directory: Path | None = None
+                    ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Load checkpoint ``name`` as ``(state_dict, manifest entry)`` after checking its sha256."""
+    directory = Path(directory or CHECKPOINT_DIR)
+    entry = checkpoint_entry(name, directory)
+    path = directory / entry["file"]
+    got = _sha256(path)
+    if got != entry["sha256"]:
+        raise ValueError(f"checkpoint {path} has sha256 {got}, but the manifest says "
+                         f"{entry['sha256']}: the file changed since it was recorded")
+    return torch.load(path, map_location="cpu", weights_only=True), entry
+
+
+def save_state(name: str, state: dict[str, Any], directory: Path | None = None) -> Path:
+    """Atomically write the resumable training state of run ``name``."""
+    path = Path(directory or RUN_DIR) / name / "state.pt"
+    _atomic_write_bytes(path, lambda f: torch.save(state, f))
+    return path
+
+
+def load_state(name: str, directory: Path | None = None) -> dict[str, Any] | None:
+    """The saved training state of run ``name``, or ``None`` when there is none."""
+    path = Path(directory or RUN_DIR) / name / "state.pt"
+    if not path.exists():
+        return None
+    # Our own file, holding numpy random states and plain Python history as well as tensors.
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+class Autosaver:
+    """Calls ``save()`` when ``every_s`` seconds have passed since the last save."""
+
+    def __init__(self, every_s: float = 120.0) -> None:
+        self.every_s = every_s
+        self.last = time.monotonic()
+
+    def due(self) -> bool:
+        if time.monotonic() - self.last >= self.every_s:
+            self.last = time.monotonic()
+            return True
+        return False

@@ -1,0 +1,96 @@
+"""The few networks the book uses.
+
+* :class:`SinusoidMLP`: Finn et al.'s regressor, 1 -> 40 -> 40 -> 1 with ReLUs.
+* :class:`ConvNet`: Finn et al.'s Omniglot classifier, 4 x [3x3 conv, 64 filters, BatchNorm,
+  ReLU] with stride-2 convolutions on 28x28 inputs (28 -> 14 -> 7 -> 4 -> 2), the 2x2 map
+  averaged to 64 features, then a linear head. BatchNorm always normalises with the current
+  batch's statistics (``track_running_stats=False``), as Finn's code did: at test time the
+  statistics come from the support or query batch itself, so predictions are transductive.
+* :class:`ConvEmbedding`: the same four blocks with max-pooling instead of strides (Vinyals
+  et al. 2016; Snell et al. 2017), giving a 64-dimensional embedding for metric learners.
+
+Parameter names matter: MAML's functional code addresses them by name, and ANIL adapts only
+the parameters whose names start with ``head.``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = ["SinusoidMLP", "ConvNet", "ConvEmbedding", "conv_block", "head_parameter_names"]
+
+
+class SinusoidMLP(nn.Module):
+    """Finn et al.'s sinusoid regressor: ``hidden`` ReLU layers (default 40, 40), one output."""
+
+    def __init__(self, hidden: tuple[int, ...] = (40, 40)) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        width = 1
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.ReLU()]
+            width = h
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Linear(width, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+
+def conv_block(in_channels: int, out_channels: int, *, stride: int = 1,
+               pool: bool = False) -> nn.Sequential:
+    """3x3 conv -> BatchNorm (batch statistics) -> ReLU [-> 2x2 max-pool]."""
+    layers: list[nn.Module] = [
+        nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1),
+        nn.BatchNorm2d(out_channels, track_running_stats=False),
+        nn.ReLU(),
+    ]
+    if pool:
+        layers.append(nn.MaxPool2d(2))
+    return nn.Sequential(*layers)
+
+
+class ConvNet(nn.Module):
+    """Finn et al.'s Omniglot network: four stride-2 conv blocks, spatial mean, linear head.
+
+    ``features(x)`` gives the 64-dimensional representation, ``head`` the ``n_way`` logits.
+    """
+
+    def __init__(self, n_way: int, *, hidden: int = 64, in_channels: int = 1) -> None:
+        super().__init__()
+        if n_way < 1:
+            raise ValueError(f"n_way must be >= 1, got {n_way}")
+        self.n_way = n_way
+        self.body = nn.Sequential(
+            conv_block(in_channels, hidden, stride=2),
+            conv_block(hidden, hidden, stride=2),
+            conv_block(hidden, hidden, stride=2),
+            conv_block(hidden, hidden, stride=2),
+        )
+        self.head = nn.Linear(hidden, n_way)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x).mean(dim=(-2, -1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+class ConvEmbedding(nn.Module):
+    """Four conv blocks with 2x2 max-pooling: 28x28 -> 64-dimensional embedding."""
+
+    def __init__(self, *, hidden: int = 64, out_dim: int | None = None, in_channels: int = 1,
+                 layers: int = 4) -> None:
+        super().__init__()
+        out_dim = hidden if out_dim is None else out_dim
+        chans = [in_channels] + [hidden] * (layers - 1) + [out_dim]
+        self.body = nn.Sequential(*(conv_block(a, b, pool=True) for a, b in zip(chans, chans[1:])))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x).flatten(1)
+
+
+def head_parameter_names(model: nn.Module) -> list[str]:
+    """Names of the head's parameters (those ANIL adapts in its inner loop)."""
+    return [n for n, _ in model.named_parameters() if n.startswith("head.")]
