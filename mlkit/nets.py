@@ -18,7 +18,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["SinusoidMLP", "ConvNet", "ConvEmbedding", "conv_block", "head_parameter_names"]
+__all__ = ["SinusoidMLP", "ConvNet", "ConvEmbedding", "InductiveConvEmbedding", "conv_block",
+           "head_parameter_names"]
 
 
 class SinusoidMLP(nn.Module):
@@ -94,3 +95,34 @@ class ConvEmbedding(nn.Module):
 def head_parameter_names(model: nn.Module) -> list[str]:
     """Names of the head's parameters (those ANIL adapts in its inner loop)."""
     return [n for n, _ in model.named_parameters() if n.startswith("head.")]
+
+
+# --------------------------------------------------------------------------------------
+# Metric learners (chapter 4): an embedding that can be evaluated one image at a time
+# --------------------------------------------------------------------------------------
+
+
+class InductiveConvEmbedding(nn.Module):
+    """:class:`ConvEmbedding`'s four max-pooled blocks, with BatchNorm that keeps running stats.
+
+    In training mode BatchNorm normalises with the batch's statistics and updates running
+    averages; in ``eval()`` mode it uses those averages, so an image's embedding depends on
+    that image alone (inductive), as Snell et al.'s reference code does. A verification pair
+    then gets the same distance whatever else is in the batch, and a whole split can be
+    embedded once and reused for every episode.
+    """
+
+    def __init__(self, *, hidden: int = 64, out_dim: int | None = None, in_channels: int = 1,
+                 layers: int = 4) -> None:
+        super().__init__()
+        if layers < 1:
+            raise ValueError(f"layers must be >= 1, got {layers}")
+        out_dim = hidden if out_dim is None else out_dim
+        chans = [in_channels] + [hidden] * (layers - 1) + [out_dim]
+        self.body = nn.Sequential(*(
+            nn.Sequential(nn.Conv2d(a, b, 3, padding=1), nn.BatchNorm2d(b), nn.ReLU(),
+                          nn.MaxPool2d(2))
+            for a, b in zip(chans, chans[1:])))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x).flatten(1)
