@@ -94,8 +94,10 @@ def _feature_mask(x: Tensor, feature_mask: Tensor | None) -> tuple[Tensor, int]:
     if feature_mask.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
         raise ValueError(f"feature_mask must hold integer group labels, got {feature_mask.dtype}")
     m = feature_mask.long()
-    if m.dim() == x.dim() - 1:
-        m = m.unsqueeze(0)
+    if m.dim() > x.dim():
+        raise ValueError(f"feature_mask has more dimensions than x: shapes "
+                         f"{tuple(feature_mask.shape)} and {tuple(x.shape)}")
+    m = m.reshape((1,) * (x.dim() - m.dim()) + tuple(m.shape))  # a mask per image: leading 1s
     try:
         torch.broadcast_shapes(m.shape, (1,) + tuple(x.shape[1:]))
     except RuntimeError:

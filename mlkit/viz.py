@@ -7,3 +7,233 @@ added them.
 """
 
 from __future__ import annotations
+
+
+# ======================================================================================
+# Chapters 1 and 2: sinusoid fits, task errors, episodes, and the first explanations
+# ======================================================================================
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+
+def _np(a: object) -> np.ndarray:
+    """A numpy copy of a tensor or array-like (tensors are detached first)."""
+    if hasattr(a, "detach"):
+        a = a.detach().cpu().numpy()
+    return np.asarray(a)
+
+
+def plot_sinusoid_fits(x: object, curves: dict[str, object], support_x: object,
+                       support_y: object, *, truth: object | None = None,
+                       title: str | None = None, ax: plt.Axes | None = None) -> Figure:
+    """One sinusoid task: the true curve (dashed), the support points, and each model's fit.
+
+    ``x`` is the grid the curves are evaluated on; ``curves`` maps a label to its values.
+    """
+    fig, ax = (plt.subplots(figsize=(6, 3.6)) if ax is None else (ax.figure, ax))
+    xs = _np(x).ravel()
+    if truth is not None:
+        ax.plot(xs, _np(truth).ravel(), "k--", lw=1.5, label="true function")
+    for label, y in curves.items():
+        ax.plot(xs, _np(y).ravel(), lw=2, label=label)
+    ax.scatter(_np(support_x).ravel(), _np(support_y).ravel(), c="k", s=40, zorder=5,
+               label=f"{len(_np(support_x).ravel())} support points")
+    ax.set_xlabel("x")
+    ax.set_ylabel("y")
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize=8, loc="best")
+    return fig
+
+
+def plot_task_errors(values: object, errors: dict[str, object], *, xlabel: str,
+                     ylabel: str = "query MSE after adaptation",
+                     shade: tuple[float, float] | None = None, shade_label: str = "",
+                     logy: bool = True, ax: plt.Axes | None = None) -> Figure:
+    """Per-task errors against a task property (one dot per task and method).
+
+    ``values`` holds the property of each task (e.g. the amplitude), ``errors`` maps a
+    method to its per-task errors; ``shade`` marks an interval, e.g. the training range.
+    """
+    fig, ax = (plt.subplots(figsize=(6, 3.6)) if ax is None else (ax.figure, ax))
+    v = _np(values).ravel()
+    if shade is not None:
+        ax.axvspan(*shade, color="0.92", zorder=0, label=shade_label or None)
+    for label, e in errors.items():
+        ax.scatter(v, _np(e).ravel(), s=14, alpha=0.75, label=label)
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_episode(support: object, support_y: object, query: object, query_y: object, *,
+                 row_labels: list[str] | None = None, title: str | None = None,
+                 max_query: int | None = None) -> Figure:
+    """An N-way K-shot episode as an image grid: one row per class, support left, query right.
+
+    ``support`` and ``query`` are images ``(n, H, W)`` (ink bright or dark, shown as ink
+    dark); ``row_labels`` names each class (e.g. its alphabet).
+    """
+    s, sy, q, qy = _np(support), _np(support_y).ravel(), _np(query), _np(query_y).ravel()
+    s, q = s.reshape(len(sy), *s.shape[-2:]), q.reshape(len(qy), *q.shape[-2:])
+    n_way = int(sy.max()) + 1
+    k = int(np.bincount(sy).max())
+    nq = int(np.bincount(qy, minlength=n_way).max()) if len(qy) else 0
+    if max_query is not None:
+        nq = min(nq, max_query)
+    cols = k + 1 + nq
+    fig, axes = plt.subplots(n_way, cols, figsize=(1.0 * cols + 1.6, 1.0 * n_way + 0.5),
+                             squeeze=False)
+    ink = s.max() <= 1.0 and s.mean() < 0.5  # ink 1.0 on 0.0: show it dark on white
+    cmap = "gray_r" if ink else "gray"
+    for r in range(n_way):
+        for c, img in enumerate(s[sy == r][:k]):
+            axes[r, c].imshow(img, cmap=cmap, vmin=0, vmax=1)
+        for c, img in enumerate(q[qy == r][:nq]):
+            axes[r, k + 1 + c].imshow(img, cmap=cmap, vmin=0, vmax=1)
+        if row_labels is not None:
+            axes[r, 0].set_ylabel(f"{r}: {row_labels[r]}", rotation=0, ha="right", va="center",
+                                  fontsize=8)
+    for a in axes.ravel():
+        a.set_xticks([])
+        a.set_yticks([])
+        for side in a.spines.values():
+            side.set_visible(False)
+    axes[0, 0].set_title("support" if k == 1 else f"support ({k} shots)", fontsize=9,
+                         loc="left")
+    if nq:
+        axes[0, k + 1].set_title(f"query ({nq} per class)", fontsize=9, loc="left")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_training_curve(history: list[dict[str, float]], keys: tuple[str, ...] = ("loss",),
+                        *, x: str = "episode", window: int = 20,
+                        title: str | None = None) -> Figure:
+    """Training rows (dicts) against ``x``: the raw values faint, a running mean of ``window``."""
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3), squeeze=False)
+    steps = np.array([row[x] for row in history])
+    for ax, key in zip(axes[0], keys):
+        v = np.array([row[key] for row in history], dtype=float)
+        ax.plot(steps, v, color="C0", alpha=0.25, lw=0.8)
+        if len(v) >= window > 1:
+            smooth = np.convolve(v, np.ones(window) / window, mode="valid")
+            ax.plot(steps[window - 1:], smooth, color="C0", lw=2,
+                    label=f"running mean of {window}")
+            ax.legend(fontsize=8)
+        ax.set_xlabel(x)
+        ax.set_ylabel(key)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_image_maps(images: object, maps: object, *, titles: list[str] | None = None,
+                    map_label: str = "", symmetric: bool = True,
+                    suptitle: str | None = None) -> Figure:
+    """Images (top row) and an explanation map for each (bottom row, drawn over the image).
+
+    ``maps`` has the images' spatial shape; with ``symmetric`` the colour scale is centred on
+    0 (red raises the output, blue lowers it), else it runs from 0 (white) to the maximum.
+    """
+    imgs = _np(images)
+    imgs = imgs.reshape(-1, *imgs.shape[-2:])
+    m = _np(maps).reshape(len(imgs), *imgs.shape[-2:])
+    fig, axes = plt.subplots(2, len(imgs), figsize=(2.2 * len(imgs) + 0.8, 4.6), squeeze=False)
+    lim = float(np.abs(m).max()) or 1.0
+    for i, (img, mp) in enumerate(zip(imgs, m)):
+        axes[0, i].imshow(img, cmap="gray_r", vmin=0, vmax=1)
+        axes[1, i].imshow(img, cmap="gray_r", vmin=0, vmax=1, alpha=0.35)
+        im = axes[1, i].imshow(mp, cmap="RdBu_r" if symmetric else "Reds", alpha=0.75,
+                               vmin=-lim if symmetric else 0.0, vmax=lim)
+        if titles:
+            axes[0, i].set_title(titles[i], fontsize=8)
+    for a in axes.ravel():
+        a.set_xticks([])
+        a.set_yticks([])
+    fig.colorbar(im, ax=axes[1, :].tolist(), shrink=0.85, label=map_label)
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=10)
+    return fig
+
+
+def plot_support_attention(attention: object, support_images: object, query_images: object,
+                           *, support_labels: object | None = None,
+                           query_labels: object | None = None,
+                           title: str | None = None) -> Figure:
+    """The attention matrix (queries x support examples) with the images along its edges."""
+    from matplotlib.offsetbox import AnnotationBbox, OffsetImage
+
+    a = _np(attention)
+    s = _np(support_images).reshape(a.shape[1], *_np(support_images).shape[-2:])
+    q = _np(query_images).reshape(a.shape[0], *_np(query_images).shape[-2:])
+    fig, ax = plt.subplots(figsize=(0.8 * a.shape[1] + 3.0, 0.6 * a.shape[0] + 2.0))
+    im = ax.imshow(a, cmap="viridis", vmin=0, vmax=1, aspect="auto")
+    zoom = 30 / s.shape[-1]  # about 30 points per thumbnail whatever the image size
+    for j, img in enumerate(s):
+        ax.add_artist(AnnotationBbox(OffsetImage(img, cmap="gray_r", zoom=zoom), (j, -0.5),
+                                     xybox=(0, 20), boxcoords="offset points", frameon=False,
+                                     annotation_clip=False))
+    for i, img in enumerate(q):
+        ax.add_artist(AnnotationBbox(OffsetImage(img, cmap="gray_r", zoom=zoom), (-0.5, i),
+                                     xybox=(-20, 0), boxcoords="offset points", frameon=False,
+                                     annotation_clip=False))
+    if support_labels is not None:
+        ax.set_xticks(range(a.shape[1]), [str(v) for v in _np(support_labels).ravel()],
+                      fontsize=8)
+        ax.set_xlabel("support example (label)")
+    else:
+        ax.set_xticks([])
+    if query_labels is not None:
+        ax.set_yticks(range(a.shape[0]), [str(v) for v in _np(query_labels).ravel()],
+                      fontsize=8)
+        ax.set_ylabel("query (true label)", labelpad=4)
+    else:
+        ax.set_yticks([])
+    ax.tick_params(axis="y", pad=40)
+    ax.tick_params(axis="x", top=False, labeltop=False)
+    fig.colorbar(im, ax=ax, label="attention (each row sums to 1)")
+    if title:
+        ax.set_title(title, fontsize=10, pad=44)
+    fig.tight_layout()
+    return fig
+
+
+def plot_activation_maps(image: object, activations: dict[str, object], *,
+                         channels: int = 8, title: str | None = None) -> Figure:
+    """One image and the first ``channels`` feature maps of each recorded layer (one row each).
+
+    ``activations`` maps a layer name to its output for this image, ``(C, H, W)`` or
+    ``(1, C, H, W)``.
+    """
+    layers = list(activations)
+    fig, axes = plt.subplots(len(layers), channels + 1,
+                             figsize=(1.15 * (channels + 1) + 0.6, 1.25 * len(layers) + 0.4),
+                             squeeze=False)
+    img = _np(image).reshape(*_np(image).shape[-2:])
+    for r, name in enumerate(layers):
+        act = _np(activations[name])
+        act = act.reshape(-1, *act.shape[-2:]) if act.ndim >= 3 else act.reshape(-1, 1, 1)
+        axes[r, 0].imshow(img, cmap="gray_r", vmin=0, vmax=1)
+        axes[r, 0].set_ylabel(f"{name}\n{act.shape[-2]}x{act.shape[-1]}", fontsize=8,
+                              rotation=0, ha="right", va="center")
+        top = max(float(act[:channels].max()), 1e-12)
+        for c in range(min(channels, len(act))):
+            axes[r, c + 1].imshow(act[c], cmap="magma", vmin=0, vmax=top)
+            if r == 0:
+                axes[r, c + 1].set_title(f"unit {c}", fontsize=8)
+    for a in axes.ravel():
+        a.set_xticks([])
+        a.set_yticks([])
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -230,3 +230,14 @@ def test_record_activations_bad_input():
     with pytest.raises(ValueError, match="model"):
         with interpret.record_activations(lambda x: x):
             pass
+
+
+def test_feature_mask_for_one_image_is_broadcast_over_channels_and_batch():
+    x = torch.randn(6, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    f = lambda x: x[:, 0, :2, :2].sum((-2, -1))  # noqa: E731
+    res = interpret.permutation_importance(f, x, f(x), feature_mask=interpret.patch_mask(
+        (4, 4), 2), n_repeats=2)
+    assert res.importances.shape == (2, 4)
+    with pytest.raises(ValueError, match="feature_mask has more dimensions"):
+        interpret.permutation_importance(f, x, f(x), feature_mask=torch.zeros(1, 1, 1, 4, 4,
+                                                                              dtype=torch.long))

@@ -1,0 +1,206 @@
+"""Small models that train in seconds, for the demonstrations of chapters 1 and 2.
+
+The book's real learners live in :mod:`mlkit.maml`, :mod:`mlkit.siamese` and
+:mod:`mlkit.protonet`, trained by ``python -m mlkit train``. The chapters that introduce the
+ideas need something that trains while the reader waits:
+
+* :func:`fit_from_scratch`: a sinusoid regressor fitted to a handful of points from a random
+  initialisation (the "no meta-learning" baseline of chapter 1).
+* :func:`train_tiny_protonet`: a small prototypical network (Snell et al. 2017) trained on a
+  few hundred Omniglot episodes; :class:`PrototypeClassifier` turns its embedding and one
+  support set into a classifier that the tools of :mod:`mlkit.interpret` can query.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import data as D
+from .nets import InductiveConvEmbedding, SinusoidMLP
+
+__all__ = [
+    "fit_from_scratch",
+    "prototype_logits",
+    "PrototypeClassifier",
+    "train_tiny_protonet",
+    "evaluate_protonet",
+    "episode_images_full_size",
+]
+
+
+def _check_int(name: str, value: int, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _check_rate(name: str, value: float) -> float:
+    if not (isinstance(value, (int, float)) and 0 < value < float("inf")):
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+    return float(value)
+
+
+# ------------------------------------------------------------------ chapter 1: no meta-learning
+
+
+def fit_from_scratch(
+    support_x: torch.Tensor,
+    support_y: torch.Tensor,
+    *,
+    steps: int = 500,
+    lr: float = 1e-2,
+    hidden: tuple[int, ...] = (40, 40),
+    seed: int = 0,
+) -> SinusoidMLP:
+    """Fit a fresh :class:`~mlkit.nets.SinusoidMLP` to one task's support set, ``steps`` Adam steps.
+
+    Minimises the mean squared error on ``(support_x, support_y)`` (shapes ``(k, 1)``) from a
+    random initialisation drawn with ``seed``: ordinary supervised learning, no prior tasks.
+    """
+    _check_int("steps", steps, 0)
+    _check_rate("lr", lr)
+    if support_x.dim() != 2 or support_x.shape[1] != 1 or support_y.shape != support_x.shape:
+        raise ValueError(f"support_x and support_y must both be (k, 1), got "
+                         f"{tuple(support_x.shape)} and {tuple(support_y.shape)}")
+    torch.manual_seed(seed)
+    model = SinusoidMLP(hidden)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    for _ in range(steps):
+        opt.zero_grad()
+        F.mse_loss(model(support_x), support_y).backward()
+        opt.step()
+    return model.eval()
+
+
+# ------------------------------------------------------------------ chapter 2: a tiny metric learner
+
+
+def prototype_logits(query_emb: torch.Tensor, support_emb: torch.Tensor,
+                     support_y: torch.Tensor, n_way: int) -> torch.Tensor:
+    """Prototypical networks' logits (Snell et al. 2017): ``-||f(q) - c_k||^2``.
+
+    ``c_k`` is the mean support embedding of class ``k``; returns ``(n_query, n_way)``.
+    """
+    onehot = F.one_hot(support_y.long(), n_way).to(support_emb.dtype)
+    prototypes = (onehot.T @ support_emb) / onehot.sum(0)[:, None]
+    return -torch.cdist(query_emb, prototypes).pow(2)
+
+
+class PrototypeClassifier(nn.Module):
+    """A trained embedding plus one support set: an ordinary classifier of query images.
+
+    ``forward(x)`` gives the prototype logits of images ``x`` ``(n, 1, S, S)``; the support
+    embeddings are computed once, in ``eval()`` mode, so that each query's output depends on
+    that query alone (what permutation importance and LIME need).
+    """
+
+    def __init__(self, embedding: nn.Module, support_x: torch.Tensor,
+                 support_y: torch.Tensor) -> None:
+        super().__init__()
+        self.embedding = embedding.eval()
+        self.n_way = int(support_y.max()) + 1
+        self.register_buffer("support_y", support_y.clone())
+        with torch.no_grad():
+            self.register_buffer("support_emb", embedding(support_x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return prototype_logits(self.embedding(x), self.support_emb, self.support_y, self.n_way)
+
+
+def train_tiny_protonet(
+    episodes: int = 300,
+    *,
+    n_way: int = 5,
+    k_shot: int = 1,
+    q_queries: int = 5,
+    hidden: int = 32,
+    lr: float = 2e-3,
+    split: str = "background",
+    seed: int = 0,
+    progress: bool = False,
+) -> tuple[InductiveConvEmbedding, list[dict[str, float]]]:
+    """Train a small prototypical network on ``episodes`` Omniglot episodes (seconds on a CPU).
+
+    Four conv blocks of ``hidden`` channels (:class:`~mlkit.nets.InductiveConvEmbedding`),
+    episodes from the ``split`` class pool (Lake's background alphabets by default), Adam at
+    ``lr``, loss the cross-entropy of the prototype logits on the query set (Snell et al.
+    2017). Returns the embedding in ``eval()`` mode and one row per episode with its loss and
+    query accuracy.
+    """
+    from tqdm.auto import tqdm
+
+    _check_int("episodes", episodes)
+    _check_rate("lr", lr)
+    _check_int("hidden", hidden)
+    torch.manual_seed(seed)
+    pool = D.omniglot_classes(split)
+    sampler = D.EpisodeSampler(pool, n_way, k_shot, q_queries, seed=seed)
+    net = InductiveConvEmbedding(hidden=hidden)
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    history = []
+    for i in tqdm(range(episodes), disable=not progress, desc="episodes"):
+        ep = sampler.episode()
+        net.train()
+        emb = net(torch.cat([ep.support_x, ep.query_x]))
+        logits = prototype_logits(emb[len(ep.support_x):], emb[:len(ep.support_x)],
+                                  ep.support_y, n_way)
+        loss = F.cross_entropy(logits, ep.query_y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        acc = (logits.argmax(1) == ep.query_y).float().mean()
+        history.append({"episode": i + 1, "loss": loss.item(), "accuracy": acc.item()})
+    return net.eval(), history
+
+
+def evaluate_protonet(
+    embedding: nn.Module,
+    n_tasks: int = 100,
+    *,
+    n_way: int = 5,
+    k_shot: int = 1,
+    q_queries: int = 5,
+    split: str = "evaluation",
+    seed: int = 1,
+) -> np.ndarray:
+    """Query accuracy of the prototype classifier on ``n_tasks`` fresh episodes of ``split``.
+
+    Returns one accuracy per episode (summarise with :func:`mlkit.stats.mean_ci95`).
+    """
+    _check_int("n_tasks", n_tasks)
+    pool = D.omniglot_classes(split)
+    sampler = D.EpisodeSampler(pool, n_way, k_shot, q_queries, seed=seed)
+    accs = []
+    with torch.no_grad():
+        for _ in range(n_tasks):
+            ep = sampler.episode()
+            clf = PrototypeClassifier(embedding, ep.support_x, ep.support_y)
+            accs.append(float((clf(ep.query_x).argmax(1) == ep.query_y).float().mean()))
+    return np.array(accs)
+
+
+def episode_images_full_size(pool: D.ClassPool, images: torch.Tensor,
+                             labels: torch.Tensor, classes: np.ndarray) -> np.ndarray:
+    """The 105x105 drawings behind an episode's 28x28 images, for display.
+
+    Episodes hold the networks' 28x28 inputs; each image is matched to the drawing of its class
+    that resizes to it exactly, and that drawing is returned at full size, rotated like the
+    class. ``images`` ``(n, 1, S, S)`` with ``labels`` (episode labels) and ``classes`` (the
+    episode's pool classes); returns ``(n, 105, 105)``.
+    """
+    out = []
+    for img, label in zip(images[:, 0].numpy(), labels.tolist()):
+        cls = int(classes[label])
+        small = pool.drawings(cls, np.arange(D.DRAWINGS))
+        match = np.flatnonzero((small == img).all(axis=(-2, -1)))
+        if len(match) == 0:
+            raise ValueError(f"an image of label {label} is not a drawing of pool class {cls}")
+        char_id = int(pool.char_ids[pool.char_index[cls]])
+        full = D.character_images(char_id)[match[0]]
+        out.append(np.rot90(full, k=int(pool.rotation[cls])))
+    return np.stack(out)
