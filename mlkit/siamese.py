@@ -1,0 +1,709 @@
+"""Siamese networks (chapter 4): one embedding network, two inputs, a distance, a contrastive loss.
+
+The source's section 3.2 builds a Siamese network in four steps, and this module follows them:
+
+1. *two identical networks sharing parameters*: :class:`SiameseNet` holds **one** embedding
+   network ``f`` and applies it to both inputs (there is no second copy whose weights could
+   drift apart);
+2. *same-class and different-class pairs*: :class:`PairSampler` draws balanced pairs from an
+   Omniglot :class:`~mlkit.data.ClassPool`, optionally with negatives from the same alphabet
+   and Koch et al. (2015)'s random affine distortions (:func:`affine_augment`);
+3. *the distance between the two embeddings*: :func:`euclidean_distance`, written so that its
+   gradient stays finite when the two embeddings coincide;
+4. *updates that pull same-class pairs together and push different-class pairs apart*:
+   :func:`contrastive_loss` in the source's form (section 4.2)
+   ``sum_S d + sum_D max(0, m - d)`` and in Hadsell, Chopra & LeCun (2006)'s
+   ``1/2 d^2`` / ``1/2 max(0, m - d)^2``, minimised by :func:`train_siamese`.
+
+Evaluation (shared with :mod:`mlkit.protonet`): embed a whole split once with the network in
+``eval()`` mode (its BatchNorm then uses running statistics, so an image's embedding does not
+depend on its batch), then score verification pairs (:func:`verification_accuracy`), N-way
+K-shot episodes by the nearest support embedding (:func:`few_shot_accuracy`) and Lake et al.
+(2015)'s 20 official 20-way within-alphabet runs (:func:`lake_runs_accuracy`).
+
+Split: training uses Lake's 30 background alphabets; every reported number comes from the 20
+evaluation alphabets or from Lake's 20 runs (which are drawn from the evaluation alphabets).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .checkpoints import Autosaver, load_checkpoint, load_state, save_checkpoint, save_state
+from .data import DRAWINGS, ClassPool, Episode, load_lake_runs, omniglot_classes
+from .nets import InductiveConvEmbedding
+from .stats import mean_ci95
+
+__all__ = [
+    "DISTANCE_EPS",
+    "LOSS_FORMS",
+    "euclidean_distance",
+    "contrastive_loss",
+    "SiameseNet",
+    "PairBatch",
+    "PairSampler",
+    "affine_augment",
+    "embed_images",
+    "embed_pool",
+    "episode_indices",
+    "few_shot_accuracy",
+    "few_shot_predictions",
+    "lake_runs_accuracy",
+    "best_threshold",
+    "eval_subset",
+    "training_curves",
+    "verification_accuracy",
+    "SIAMESE_CONFIG",
+    "build_siamese",
+    "train_siamese",
+    "load_siamese",
+    "LAKE_ANCHORS",
+    "RECIPES",
+]
+
+# sqrt(s + eps): the gradient of the plain sqrt(sum sq) at a - b = 0 is inf * 0 = NaN; with
+# eps it is (a - b) / sqrt(eps) = 0 there (torch.linalg.vector_norm special-cases zero to the
+# same subgradient 0, but a hand-written formula does not), and the distance is off by at most sqrt(eps) = 1e-4,
+# far below any margin the book uses (0.1 .. 5).
+DISTANCE_EPS = 1e-8
+LOSS_FORMS = ("source", "hadsell")
+
+
+# --------------------------------------------------------------------------------------
+# Steps 3 and 4: distance and contrastive loss
+# --------------------------------------------------------------------------------------
+
+
+def euclidean_distance(a: torch.Tensor, b: torch.Tensor, eps: float = DISTANCE_EPS
+                       ) -> torch.Tensor:
+    """Row-wise Euclidean distance ``d = sqrt(sum_k (a_k - b_k)^2 + eps)``.
+
+    ``a`` and ``b`` are ``(n, D)``; the result is ``(n,)``. The ``eps`` inside the root keeps
+    the gradient finite (zero) at ``a == b``, where ``torch.norm``'s gradient is NaN.
+    """
+    if a.shape != b.shape or a.dim() != 2:
+        raise ValueError(f"a and b must both be (n, D) with the same shape, got "
+                         f"{tuple(a.shape)} and {tuple(b.shape)}")
+    if not (eps > 0 and math.isfinite(eps)):
+        raise ValueError(f"eps must be positive and finite, got {eps}")
+    return torch.sqrt((a - b).pow(2).sum(dim=1) + eps)
+
+
+def _check_margin(margin: float) -> float:
+    if isinstance(margin, bool) or not isinstance(margin, (int, float, np.floating)) or not (
+            math.isfinite(margin) and margin > 0):
+        raise ValueError(f"margin must be positive and finite, got {margin!r}")
+    return float(margin)
+
+
+def contrastive_loss(distance: torch.Tensor, same: torch.Tensor, margin: float = 1.0, *,
+                     form: str = "source", reduction: str = "mean") -> torch.Tensor:
+    """The contrastive loss of pair distances ``d`` with labels ``same`` (1 same class, 0 not).
+
+    * ``form="source"`` (the source's section 4.2): ``same * d + (1 - same) * max(0, m - d)``;
+    * ``form="hadsell"`` (Hadsell, Chopra & LeCun 2006):
+      ``same * d^2 / 2 + (1 - same) * max(0, m - d)^2 / 2``.
+
+    ``reduction`` is ``"mean"`` (over pairs), ``"sum"`` (the source's sums over S and D) or
+    ``"none"`` (one value per pair). ``margin`` must be positive and finite.
+    """
+    margin = _check_margin(margin)
+    if form not in LOSS_FORMS:
+        raise ValueError(f"form must be one of {list(LOSS_FORMS)}, got {form!r}")
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    if distance.shape != same.shape or distance.dim() != 1:
+        raise ValueError(f"distance and same must both be (n,), got {tuple(distance.shape)} "
+                         f"and {tuple(same.shape)}")
+    s = same.to(distance.dtype)
+    if not bool(((s == 0) | (s == 1)).all()):
+        raise ValueError("same must hold only 0 (different class) and 1 (same class)")
+    gap = F.relu(margin - distance)
+    if form == "source":
+        per_pair = s * distance + (1 - s) * gap
+    else:
+        per_pair = 0.5 * s * distance.pow(2) + 0.5 * (1 - s) * gap.pow(2)
+    if reduction == "none":
+        return per_pair
+    return per_pair.sum() if reduction == "sum" else per_pair.mean()
+
+
+# --------------------------------------------------------------------------------------
+# Step 1: one network, two inputs
+# --------------------------------------------------------------------------------------
+
+
+class SiameseNet(nn.Module):
+    """A Siamese network: one embedding network ``f`` applied to both members of each pair.
+
+    ``forward(x1, x2)`` returns ``d(f(x1), f(x2))`` per pair. Both inputs go through ``f`` in
+    one call (concatenated), so they share the parameters *and*, in training mode, the same
+    BatchNorm batch statistics. The default ``f`` is
+    :class:`~mlkit.nets.InductiveConvEmbedding` (28x28 -> 64).
+    """
+
+    def __init__(self, embedding: nn.Module | None = None) -> None:
+        super().__init__()
+        self.embedding = InductiveConvEmbedding() if embedding is None else embedding
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """``f(x)``: ``(n, 1, S, S)`` images -> ``(n, D)`` embeddings."""
+        return self.embedding(x)
+
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
+        if x1.shape != x2.shape:
+            raise ValueError(f"x1 and x2 must have the same shape, got {tuple(x1.shape)} "
+                             f"and {tuple(x2.shape)}")
+        z = self.embed(torch.cat([x1, x2]))
+        z1, z2 = z.split(len(x1))
+        return euclidean_distance(z1, z2)
+
+    def pair_distances(self, images: torch.Tensor, left: torch.Tensor, right: torch.Tensor
+                       ) -> torch.Tensor:
+        """Distances of pairs ``(images[left[i]], images[right[i]])``, each image embedded once.
+
+        Same result as ``forward(images[left], images[right])`` (up to BatchNorm batch
+        statistics in training mode), at the cost of one pass over the distinct images.
+        """
+        z = self.embed(images)
+        return euclidean_distance(z[left], z[right])
+
+
+# --------------------------------------------------------------------------------------
+# Step 2: balanced pairs
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PairBatch:
+    """Pairs over a set of images: pair ``i`` is ``(images[left[i]], images[right[i]])``.
+
+    ``images`` is ``(m, 1, S, S)``, ``classes`` the pool class of each image, ``left`` and
+    ``right`` are ``(n_pairs,)`` int64, ``same`` is ``(n_pairs,)`` float32 (1.0 same class).
+    """
+
+    images: torch.Tensor
+    classes: np.ndarray
+    left: torch.Tensor
+    right: torch.Tensor
+    same: torch.Tensor
+
+    @property
+    def x1(self) -> torch.Tensor:
+        return self.images[self.left]
+
+    @property
+    def x2(self) -> torch.Tensor:
+        return self.images[self.right]
+
+    def __len__(self) -> int:
+        return len(self.same)
+
+
+def _check_fraction(name: str, value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not (
+            0.0 <= value <= 1.0):
+        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
+    return float(value)
+
+
+class PairSampler:
+    """An endless, reproducible stream of balanced same/different pairs from one class pool.
+
+    Each :meth:`batch` of ``n_pairs`` pairs (even, >= 4) draws ``n_pairs / 2`` distinct
+    classes and two distinct drawings ``a_i, b_i`` of each. The same-class pairs are
+    ``(a_i, b_i)``; the different-class pairs are ``(a_i, b_j)`` with ``j`` the next class in
+    a random cycle. So exactly half the pairs are same-class and every image is used twice.
+    With probability ``within_alphabet`` a batch draws its classes in groups of up to
+    ``group`` from one alphabet and cycles inside each group, so that its negatives share an
+    alphabet (harder, as in Lake's within-alphabet runs). ``augment=True`` applies
+    :func:`affine_augment` to every image (Koch et al. 2015).
+    """
+
+    def __init__(self, pool: ClassPool, n_pairs: int = 128, *, within_alphabet: float = 0.0,
+                 augment: bool = False, group: int = 4, seed: int | None = 0) -> None:
+        if isinstance(n_pairs, bool) or not isinstance(n_pairs, (int, np.integer)) or (
+                n_pairs < 4 or n_pairs % 2 or n_pairs // 2 > len(pool)):
+            raise ValueError(f"n_pairs must be an even integer in [4, {2 * len(pool)}] "
+                             f"(two per pool class at most), got {n_pairs!r}")
+        if isinstance(group, bool) or not isinstance(group, (int, np.integer)) or group < 2:
+            raise ValueError(f"group must be an integer >= 2, got {group!r}")
+        self.pool, self.n_pairs, self.group = pool, int(n_pairs), int(group)
+        self.within_alphabet = _check_fraction("within_alphabet", within_alphabet)
+        self.augment = bool(augment)
+        self.rng = np.random.default_rng(seed)
+        alphabets = np.array([pool.alphabet(c) for c in range(len(pool))])
+        self._by_alphabet = [np.flatnonzero(alphabets == a) for a in np.unique(alphabets)]
+        self._by_alphabet = [ix for ix in self._by_alphabet if len(ix) >= 2]
+
+    def _groups(self, n: int) -> list[np.ndarray]:
+        rng = self.rng
+        if self.within_alphabet == 0 or rng.random() >= self.within_alphabet:
+            return [rng.choice(len(self.pool), size=n, replace=False)]
+        sizes, rest = [], n
+        while rest > 0:  # chunks of 2..group classes (group + 1 once, if group is 2)
+            size = min(self.group, rest)
+            if rest - size == 1:
+                size = size - 1 if size > 2 else size + 1
+            sizes.append(size)
+            rest -= size
+        groups, free = [], np.ones(len(self.pool), dtype=bool)
+        for size in sizes:
+            fits = [ix for ix in self._by_alphabet if free[ix].sum() >= size]
+            if fits:
+                members = fits[rng.integers(len(fits))]
+                pick = rng.choice(members[free[members]], size=size, replace=False)
+            else:  # no alphabet has that many unused classes left: mix alphabets
+                pick = rng.choice(np.flatnonzero(free), size=size, replace=False)
+            free[pick] = False
+            groups.append(pick)
+        return groups
+
+    def batch(self) -> PairBatch:
+        """The next batch of ``n_pairs`` pairs, half same-class, half different-class."""
+        n = self.n_pairs // 2
+        groups = self._groups(n)
+        classes = np.concatenate(groups)
+        # Negative partner of class i: the next class in its group's cycle.
+        partner = np.concatenate([np.roll(np.arange(len(g)), -1) + off for g, off in
+                                  zip(groups, np.cumsum([0] + [len(g) for g in groups[:-1]]))])
+        s = self.pool.image_size
+        images = np.empty((n, 2, s, s), np.float32)
+        for i, c in enumerate(classes):
+            images[i] = self.pool.drawings(int(c), self.rng.choice(DRAWINGS, 2, replace=False))
+        x = torch.from_numpy(images.reshape(2 * n, 1, s, s))  # a_i at 2i, b_i at 2i + 1
+        if self.augment:
+            x = affine_augment(x, seed=self.rng)
+        a = torch.arange(n) * 2
+        left = torch.cat([a, a])
+        right = torch.cat([a + 1, torch.from_numpy(partner) * 2 + 1])
+        same = torch.cat([torch.ones(n), torch.zeros(n)])
+        return PairBatch(x, np.repeat(classes, 2), left, right, same)
+
+
+def affine_augment(x: torch.Tensor, *, seed: int | np.random.Generator | None = None,
+                   p: float = 0.5) -> torch.Tensor:
+    """Koch et al. (2015)'s random affine distortion of each image in ``x`` ``(n, 1, S, S)``.
+
+    Each image gets ``T = (theta, rho_x, rho_y, s_x, s_y, t_x, t_y)`` with rotation
+    ``theta ~ U[-10, 10]`` degrees, shears ``rho ~ U[-0.3, 0.3]``, scales ``s ~ U[0.8, 1.2]``
+    and translations ``t ~ U[-2, 2]`` pixels of a 105x105 drawing (scaled to ``S``); as in
+    Koch et al., each of the four components is applied with probability ``p``.
+    """
+    if x.dim() != 4:
+        raise ValueError(f"x must be (n, channels, S, S), got {tuple(x.shape)}")
+    p = _check_fraction("p", p)
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    n = len(x)
+    on = rng.random((n, 4)) < p
+    theta = np.deg2rad(rng.uniform(-10, 10, n)) * on[:, 0]
+    rho = rng.uniform(-0.3, 0.3, (n, 2)) * on[:, 1:2]
+    scale = np.where(on[:, 2:3], rng.uniform(0.8, 1.2, (n, 2)), 1.0)
+    shift = rng.uniform(-2, 2, (n, 2)) * on[:, 3:4] * (2.0 / 105.0)  # normalised coordinates
+    c, s_ = np.cos(theta), np.sin(theta)
+    rot = np.stack([np.stack([c, -s_], -1), np.stack([s_, c], -1)], -2)
+    shear = np.stack([np.stack([np.ones(n), rho[:, 0]], -1),
+                      np.stack([rho[:, 1], np.ones(n)], -1)], -2)
+    lin = rot @ shear @ (np.eye(2)[None] * scale[:, None, :])
+    theta_mat = torch.from_numpy(np.concatenate([lin, shift[:, :, None]], -1)).to(x.dtype)
+    grid = F.affine_grid(theta_mat, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+# --------------------------------------------------------------------------------------
+# Evaluation on embeddings (shared with mlkit.protonet)
+# --------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def embed_images(embed: Callable[[torch.Tensor], torch.Tensor] | nn.Module,
+                 images: torch.Tensor | np.ndarray, *, batch_size: int = 1000) -> torch.Tensor:
+    """``embed`` applied to ``images`` ``(n, 1, S, S)`` in chunks, without gradients.
+
+    A module is put in ``eval()`` mode first (BatchNorm running statistics), so the result
+    does not depend on ``batch_size``; its previous mode is restored afterwards.
+    """
+    x = torch.as_tensor(images)
+    if x.dim() != 4:
+        raise ValueError(f"images must be (n, channels, S, S), got {tuple(x.shape)}")
+    was_training = isinstance(embed, nn.Module) and embed.training
+    if isinstance(embed, nn.Module):
+        embed.eval()
+    try:
+        return torch.cat([embed(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+    finally:
+        if was_training:
+            embed.train()
+
+
+def embed_pool(embed: Callable[[torch.Tensor], torch.Tensor] | nn.Module, pool: ClassPool,
+               *, batch_size: int = 1000) -> torch.Tensor:
+    """Embeddings of every drawing of every class of ``pool``: ``(classes, 20, D)``."""
+    s = pool.image_size
+    if (pool.rotation == 0).all():
+        imgs = pool.images[pool.char_index]
+    else:
+        imgs = np.stack([pool.drawings(c, np.arange(DRAWINGS)) for c in range(len(pool))])
+    z = embed_images(embed, np.ascontiguousarray(imgs).reshape(-1, 1, s, s),
+                     batch_size=batch_size)
+    return z.reshape(len(pool), DRAWINGS, -1)
+
+
+def episode_indices(n_classes: int, n_way: int, k_shot: int, q_queries: int,
+                    rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The classes ``(n_way,)`` and drawings ``(n_way, k_shot + q_queries)`` of one episode.
+
+    Draws exactly as :func:`mlkit.data.sample_episode` does from the same generator, so an
+    episode scored on precomputed embeddings is the episode ``sample_episode`` would give.
+    """
+    classes = rng.choice(n_classes, size=n_way, replace=False)
+    which = np.stack([rng.choice(DRAWINGS, size=k_shot + q_queries, replace=False)
+                      for _ in classes])
+    return classes, which
+
+
+def _check_episode(n_classes: int, n_way: int, k_shot: int, q_queries: int) -> None:
+    for name, v, lo, hi in (("n_way", n_way, 2, n_classes), ("k_shot", k_shot, 1, DRAWINGS - 1),
+                            ("q_queries", q_queries, 1, DRAWINGS - k_shot)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not lo <= v <= hi:
+            raise ValueError(f"{name} must be an integer in [{lo}, {hi}], got {v!r}")
+
+
+def few_shot_predictions(embeddings: torch.Tensor, n_way: int, k_shot: int, n_tasks: int = 600,
+                         *, q_queries: int = 15, method: str = "nearest",
+                         seed: int | np.random.Generator | None = 1
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Classify the queries of ``n_tasks`` N-way K-shot episodes drawn over ``embeddings``.
+
+    ``embeddings`` is ``(classes, 20, D)`` (from :func:`embed_pool`). ``method="nearest"``
+    gives each query the label of its nearest support embedding (Euclidean; Koch et al.'s
+    one-shot rule), ``"prototype"`` the label of the nearest class mean (Snell et al. 2017).
+    Returns ``(classes, which, predicted, true)``: per task the pool classes ``(T, n_way)``,
+    the drawings ``(T, n_way, k_shot + q_queries)``, and the predicted and true labels of the
+    queries ``(T, n_way * q_queries)``.
+    """
+    if embeddings.dim() != 3 or embeddings.shape[1] != DRAWINGS:
+        raise ValueError(f"embeddings must be (classes, 20, D), got {tuple(embeddings.shape)}")
+    _check_episode(embeddings.shape[0], n_way, k_shot, q_queries)
+    if isinstance(n_tasks, bool) or not isinstance(n_tasks, (int, np.integer)) or n_tasks < 1:
+        raise ValueError(f"n_tasks must be an integer >= 1, got {n_tasks!r}")
+    if method not in ("nearest", "prototype"):
+        raise ValueError(f"method must be 'nearest' or 'prototype', got {method!r}")
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    cls, wh = zip(*(episode_indices(embeddings.shape[0], n_way, k_shot, q_queries, rng)
+                    for _ in range(n_tasks)))
+    classes, which = np.stack(cls), np.stack(wh)
+    z = embeddings[torch.from_numpy(classes)[..., None], torch.from_numpy(which)]  # T,N,K+Q,D
+    support, query = z[:, :, :k_shot], z[:, :, k_shot:]
+    q = query.reshape(n_tasks, n_way * q_queries, -1)
+    if method == "prototype":
+        d = torch.cdist(q, support.mean(2))  # T, NQ, N
+    else:
+        d = torch.cdist(q, support.reshape(n_tasks, n_way * k_shot, -1))
+        d = d.reshape(n_tasks, -1, n_way, k_shot).amin(-1)
+    predicted = d.argmin(-1).numpy()
+    true = np.repeat(np.arange(n_way), q_queries)[None].repeat(n_tasks, 0)
+    return classes, which, predicted, true
+
+
+def few_shot_accuracy(embeddings: torch.Tensor, n_way: int, k_shot: int, n_tasks: int = 600,
+                      *, q_queries: int = 15, method: str = "nearest",
+                      seed: int | np.random.Generator | None = 1) -> np.ndarray:
+    """Per-task query accuracy in percent, ``(n_tasks,)``; see :func:`few_shot_predictions`."""
+    _, _, pred, true = few_shot_predictions(embeddings, n_way, k_shot, n_tasks,
+                                            q_queries=q_queries, method=method, seed=seed)
+    return 100.0 * (pred == true).mean(1)
+
+
+def lake_runs_accuracy(embed: Callable[[torch.Tensor], torch.Tensor] | nn.Module,
+                       runs: Sequence[Episode]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Accuracy in percent on each of Lake et al.'s runs, by the nearest support embedding.
+
+    ``runs`` come from :func:`mlkit.data.load_lake_runs` (20 runs, 20-way 1-shot, 20 queries
+    each: 400 trials). Returns ``(per-run accuracy (runs,), per-run predicted labels)``.
+    Pass ``embed=lambda x: x.flatten(1)`` for the 1-nearest-neighbour baseline on pixels.
+    """
+    if len(runs) == 0:
+        raise ValueError("runs must hold at least one episode, got none")
+    acc, preds = [], []
+    for run in runs:
+        zs, zq = embed_images(embed, run.support_x), embed_images(embed, run.query_x)
+        pred = torch.cdist(zq, zs).argmin(1)
+        preds.append(run.support_y[pred].numpy())
+        acc.append(100.0 * float((run.support_y[pred] == run.query_y).float().mean()))
+    return np.array(acc), preds
+
+
+def best_threshold(distance: torch.Tensor | np.ndarray, same: torch.Tensor | np.ndarray
+                   ) -> float:
+    """The distance threshold that best separates same from different pairs (``d <= t``: same).
+
+    Chosen on pairs the test never sees (the training split), then applied unchanged to
+    held-out pairs by :func:`verification_accuracy`.
+    """
+    d = np.asarray(distance, np.float64)
+    y = np.asarray(same).astype(bool)
+    if d.shape != y.shape or d.ndim != 1 or len(d) == 0:
+        raise ValueError(f"distance and same must be (n,) with n >= 1, got {d.shape}, {y.shape}")
+    order = np.argsort(d, kind="stable")
+    ds, ys = d[order], y[order]
+    # accuracy when the first i pairs (smallest distances) are called "same"
+    correct = np.concatenate([[0], np.cumsum(ys)]) + np.concatenate(
+        [[(~ys).sum()], (~ys).sum() - np.cumsum(~ys)])
+    i = int(np.argmax(correct))
+    if i == 0:
+        return float(ds[0] - 1e-6)
+    return float(ds[i - 1] if i == len(ds) else 0.5 * (ds[i - 1] + ds[i]))
+
+
+def verification_accuracy(distance: torch.Tensor | np.ndarray,
+                          same: torch.Tensor | np.ndarray, threshold: float) -> float:
+    """Share of pairs (percent) that ``d <= threshold`` labels correctly as same/different."""
+    d = np.asarray(distance, np.float64)
+    y = np.asarray(same).astype(bool)
+    if d.shape != y.shape or d.ndim != 1 or len(d) == 0:
+        raise ValueError(f"distance and same must be (n,) with n >= 1, got {d.shape}, {y.shape}")
+    return float(100.0 * ((d <= threshold) == y).mean())
+
+
+# --------------------------------------------------------------------------------------
+# Training
+# --------------------------------------------------------------------------------------
+
+SIAMESE_CONFIG: dict[str, Any] = {
+    "split": "background",       # Lake's 30 background alphabets; tests use evaluation
+    "rotations": True,           # each character under 4 quarter turns as 4 classes
+    "hidden": 64,
+    "margin": 1.0,
+    "form": "hadsell",
+    "n_pairs": 128,
+    "within_alphabet": 0.5,
+    "augment": True,
+    "lr": 1e-3,
+    "lr_halvings": 3,            # the rate halves 3 times, evenly over the run
+    "eval_every": 500,
+    "eval_tasks": 200,
+}
+
+
+def eval_subset(stride: int = 3) -> ClassPool:
+    """Every ``stride``-th character of the evaluation alphabets (all 20 alphabets stay in):
+    a cheaper pool for the accuracy curves recorded during training."""
+    full = omniglot_classes("evaluation")
+    keep = np.arange(0, len(full.char_ids), stride)
+    return ClassPool("evaluation-subset", full.images[keep], full.char_ids[keep],
+                     np.arange(len(keep)), np.zeros(len(keep), dtype=int))
+
+
+def build_siamese(config: dict[str, Any]) -> SiameseNet:
+    """A fresh :class:`SiameseNet` with the embedding width that ``config`` names."""
+    return SiameseNet(InductiveConvEmbedding(hidden=int(config.get("hidden", 64))))
+
+
+def _eval_snapshot(net: SiameseNet, pool: ClassPool, tasks: int, method: str) -> dict[str, float]:
+    z = embed_pool(net.embedding, pool)
+    out = {}
+    for n_way in (5, 20):
+        out[f"{n_way}way1shot"] = float(few_shot_accuracy(z, n_way, 1, tasks, q_queries=5,
+                                                          method=method, seed=123).mean())
+    return out
+
+
+def train_siamese(iterations: int, *, config: dict[str, Any] | None = None, seed: int = 0,
+                  resume: bool = False, run_name: str | None = None, save_every: float = 120.0,
+                  progress: bool = True, device: str = "cpu"
+                  ) -> tuple[SiameseNet, dict[str, Any]]:
+    """Train a Siamese network on balanced pairs with the contrastive loss (Adam).
+
+    Minimises :func:`contrastive_loss` (``config["form"]``, ``config["margin"]``) over
+    :class:`PairSampler` batches from ``config["split"]``. Every ``eval_every`` iterations it
+    records 5- and 20-way 1-shot accuracy on the evaluation alphabets (for the curves only;
+    nothing is selected on them). With ``run_name`` the state is saved every ``save_every``
+    seconds and ``resume=True`` continues from it. Returns ``(net, history)``.
+    """
+    cfg = {**SIAMESE_CONFIG, **(config or {})}
+    _check_margin(cfg["margin"])
+    if isinstance(iterations, bool) or not isinstance(iterations, (int, np.integer)) or (
+            iterations < 1):
+        raise ValueError(f"iterations must be an integer >= 1, got {iterations!r}")
+    torch.manual_seed(seed)
+    pool = omniglot_classes(cfg["split"], rotations=cfg["rotations"])
+    test_pool = eval_subset()
+    net = build_siamese(cfg).to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg["lr"])
+    sampler = PairSampler(pool, cfg["n_pairs"], within_alphabet=cfg["within_alphabet"],
+                          augment=cfg["augment"], seed=seed)
+    history: dict[str, Any] = {"iteration": [], "loss": [], "d_same": [], "d_diff": [],
+                               "inside_margin": [], "eval_iteration": [], "eval": [],
+                               "wall_time_s": 0.0}
+    start_it = 0
+    state = load_state(run_name) if (resume and run_name) else None
+    if state is not None:
+        net.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sampler.rng.bit_generator.state = state["sampler_rng"]
+        torch.set_rng_state(state["torch_rng"])
+        history, start_it = state["history"], state["iteration"]
+    saver = Autosaver(save_every)
+    t0 = time.monotonic() - history["wall_time_s"]
+
+    def save(it: int) -> None:
+        history["wall_time_s"] = time.monotonic() - t0
+        if run_name:
+            save_state(run_name, {"model": net.state_dict(), "optimizer": opt.state_dict(),
+                                  "sampler_rng": sampler.rng.bit_generator.state,
+                                  "torch_rng": torch.get_rng_state(), "history": history,
+                                  "iteration": it, "config": cfg})
+
+    from tqdm.auto import tqdm
+
+    step = max(1, iterations // (cfg["lr_halvings"] + 1))
+    net.train()
+    bar = tqdm(range(start_it, iterations), initial=start_it, total=iterations,
+               desc="siamese", disable=not progress, mininterval=5)
+    for it in bar:
+        for g in opt.param_groups:
+            g["lr"] = cfg["lr"] * 0.5 ** min(it // step, cfg["lr_halvings"])
+        b = sampler.batch()
+        d = net.pair_distances(b.images.to(device), b.left.to(device), b.right.to(device))
+        same = b.same.to(device)
+        loss = contrastive_loss(d, same, cfg["margin"], form=cfg["form"])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        dd = d.detach()
+        history["iteration"].append(it + 1)
+        history["loss"].append(loss.item())
+        history["d_same"].append(float(dd[same == 1].mean()))
+        history["d_diff"].append(float(dd[same == 0].mean()))
+        history["inside_margin"].append(float((dd[same == 0] < cfg["margin"]).float().mean()))
+        if cfg["eval_every"] and ((it + 1) % cfg["eval_every"] == 0 or it + 1 == iterations):
+            history["eval_iteration"].append(it + 1)
+            history["eval"].append(_eval_snapshot(net, test_pool, cfg["eval_tasks"], "nearest"))
+            net.train()
+            bar.set_postfix(loss=f"{float(loss):.3f}", **{k: f"{v:.1f}" for k, v in
+                                                          history["eval"][-1].items()})
+        if saver.due():
+            save(it + 1)
+    save(iterations)
+    net.eval()
+    return net, history
+
+
+def load_siamese(name: str = "siamese-omniglot") -> tuple[SiameseNet, dict[str, Any]]:
+    """The trained Siamese network of checkpoint ``name`` (in ``eval()`` mode) and its entry."""
+    state, entry = load_checkpoint(name)
+    net = build_siamese(entry["config"])
+    net.load_state_dict(state)
+    return net.eval(), entry
+
+
+# --------------------------------------------------------------------------------------
+# Command line (python -m mlkit train|evaluate siamese-omniglot)
+# --------------------------------------------------------------------------------------
+
+# Lake's 20 runs, accuracy in percent (Koch et al. 2015, table 2; Lake et al. 2015).
+LAKE_ANCHORS: dict[str, float] = {
+    "humans (Lake et al. 2015)": 95.5,
+    "convolutional Siamese net (Koch et al. 2015)": 92.0,
+    "1-NN on pixels (Koch et al. 2015, table 2)": 21.7,
+}
+
+SIAMESE_ITERATIONS = 3000
+
+
+def final_metrics(embed: nn.Module, *, method: str, tasks: int = 600,
+                  seed: int = 1) -> dict[str, Any]:
+    """Lake runs and 5-/20-way 1-shot accuracy (evaluation alphabets) with 95% CIs."""
+    runs = load_lake_runs()
+    lake, _ = lake_runs_accuracy(embed, runs)
+    z = embed_pool(embed, omniglot_classes("evaluation"))
+    out: dict[str, Any] = {"lake_runs": list(mean_ci95(lake))}
+    for n_way in (5, 20):
+        acc = few_shot_accuracy(z, n_way, 1, tasks, method=method, seed=seed)
+        out[f"evaluation_{n_way}way1shot"] = list(mean_ci95(acc))
+    return {k: [round(v[0], 2), round(v[1], 2)] for k, v in out.items()}
+
+
+def training_curves(history: dict[str, Any], keys: Sequence[str], points: int = 100
+                    ) -> dict[str, list]:
+    """A compact copy of a training history for the manifest: ``keys`` averaged over about
+    ``points`` equal windows, plus the evaluation snapshots."""
+    n = len(history["iteration"])
+    edges = np.linspace(0, n, min(points, n) + 1).astype(int)
+    out: dict[str, list] = {"iteration": [int(history["iteration"][e - 1]) for e in edges[1:]]}
+    for k in keys:
+        v = np.asarray(history[k], np.float64)
+        out[k] = [round(float(v[a:b].mean()), 4) for a, b in zip(edges, edges[1:])]
+    out["eval_iteration"] = list(history["eval_iteration"])
+    for k in (history["eval"][0] if history["eval"] else {}):
+        out["eval_" + k] = [round(e[k], 2) for e in history["eval"]]
+    return out
+
+
+def _train_cli(args: argparse.Namespace) -> None:
+    torch.set_num_threads(1)
+    name = "siamese-omniglot"
+    iterations = args.iterations or SIAMESE_ITERATIONS
+    net, history = train_siamese(iterations, seed=args.seed, resume=args.resume, run_name=name,
+                                 save_every=args.save_every, device=args.device)
+    net = net.cpu().eval()
+    metrics = final_metrics(net.embedding, method="nearest")
+    metrics["final_loss"] = round(float(np.mean(history["loss"][-100:])), 4)
+    metrics["curves"] = training_curves(history, ["loss", "d_same", "d_diff", "inside_margin"])
+    cmd = f"python -m mlkit train {name} --iterations {iterations} --seed {args.seed}"
+    save_checkpoint(name, net.state_dict(), config={**SIAMESE_CONFIG}, command=cmd,
+                    seed=args.seed, iterations=iterations,
+                    wall_time_s=history["wall_time_s"], metrics=metrics)
+    print(f"{name}: saved; {metrics}")
+
+
+def evaluate_embedding(args: argparse.Namespace, embed: nn.Module, method: str,
+                       label: str) -> dict[str, Any]:
+    """The ``evaluate`` command for an embedding learner (Siamese or prototypical)."""
+    torch.set_num_threads(1)
+    if args.lake_runs:
+        runs = load_lake_runs()
+        acc, _ = lake_runs_accuracy(embed, runs)
+        pixels, _ = lake_runs_accuracy(lambda x: x.flatten(1), runs)
+        mean, ci = mean_ci95(acc)
+        print("Lake et al.'s 20 runs (20-way 1-shot within an alphabet, 400 trials):")
+        for k, v in LAKE_ANCHORS.items():
+            print(f"  {k:<48s} {v:5.1f}")
+        print(f"  {'1-NN on 28x28 pixels (ours)':<48s} {pixels.mean():5.1f}")
+        print(f"  {label + ' (ours)':<48s} {mean:5.1f} ± {ci:.1f}")
+        return {"metric": "accuracy", "mean": mean, "ci95": ci, "tasks": len(runs)}
+    split = args.split or "evaluation"
+    n_way, k_shot = args.ways or 5, args.shots or 1
+    pool = omniglot_classes(split)
+    z = embed_pool(embed, pool)
+    acc = few_shot_accuracy(z, n_way, k_shot, args.tasks, q_queries=min(15, DRAWINGS - k_shot),
+                            method=method, seed=args.seed)
+    mean, ci = mean_ci95(acc)
+    return {"metric": "accuracy", "mean": mean, "ci95": ci, "tasks": args.tasks}
+
+
+def _evaluate_cli(args: argparse.Namespace) -> dict[str, Any]:
+    net, _ = load_siamese("siamese-omniglot")
+    return evaluate_embedding(args, net.embedding, "nearest", "Siamese net, contrastive loss")
+
+
+def _recipes() -> dict[str, Any]:
+    from .__main__ import Recipe
+
+    return {"siamese-omniglot": Recipe(
+        "siamese-omniglot",
+        "Siamese net with the contrastive loss on Lake's background alphabets",
+        _train_cli, _evaluate_cli)}
+
+
+RECIPES = _recipes()

@@ -1,0 +1,271 @@
+"""Tests of mlkit.siamese: distance, both contrastive losses, weight sharing, pairs, evaluation."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from mlkit import checkpoints as C
+from mlkit import siamese as S
+from mlkit.data import ClassPool, Episode, sample_episode
+from mlkit.nets import InductiveConvEmbedding
+
+
+def _toy_pool(n_chars: int = 12, size: int = 28, seed: int = 0) -> ClassPool:
+    """Characters 1..6 are Arcadian, 27..32 Armenian (two alphabets), random binary ink."""
+    rng = np.random.default_rng(seed)
+    images = (rng.random((n_chars, 20, size, size)) < 0.2).astype(np.float32)
+    half = n_chars // 2
+    ids = np.concatenate([np.arange(1, half + 1), np.arange(27, 27 + n_chars - half)])
+    return ClassPool("toy", images, ids, np.arange(n_chars), np.zeros(n_chars, dtype=int))
+
+
+# ---------------------------------------------------------------- distance and losses
+
+
+def test_distance_matches_norm_away_from_zero():
+    a, b = torch.tensor([[3.0, 4.0], [1.0, 1.0]]), torch.tensor([[0.0, 0.0], [1.0, 2.0]])
+    d = S.euclidean_distance(a, b)
+    assert torch.allclose(d, torch.tensor([5.0, 1.0]), atol=1e-6)
+
+
+def test_source_loss_hand_computed():
+    d = torch.tensor([0.5, 2.0, 0.3, 1.5])
+    same = torch.tensor([1.0, 1.0, 0.0, 0.0])
+    # same pairs cost d: 0.5, 2.0; different pairs max(0, 1 - d): 0.7, 0.0
+    per = S.contrastive_loss(d, same, 1.0, form="source", reduction="none")
+    assert torch.allclose(per, torch.tensor([0.5, 2.0, 0.7, 0.0]))
+    assert S.contrastive_loss(d, same, 1.0, form="source", reduction="sum").item() == (
+        pytest.approx(3.2))
+    assert S.contrastive_loss(d, same, 1.0, form="source").item() == pytest.approx(0.8)
+
+
+def test_hadsell_loss_hand_computed():
+    d = torch.tensor([0.5, 2.0, 0.3, 1.5])
+    same = torch.tensor([1, 1, 0, 0])
+    # same: d^2 / 2 = 0.125, 2.0; different: max(0, 1 - d)^2 / 2 = 0.245, 0.0
+    per = S.contrastive_loss(d, same, 1.0, form="hadsell", reduction="none")
+    assert torch.allclose(per, torch.tensor([0.125, 2.0, 0.245, 0.0]))
+    assert S.contrastive_loss(d, same, 1.0, form="hadsell").item() == pytest.approx(2.37 / 4)
+    # a wider margin makes the far different pair cost something: (2 - 1.5)^2 / 2
+    assert S.contrastive_loss(d[3:], same[3:], 2.0, form="hadsell").item() == pytest.approx(0.125)
+
+
+def test_loss_gradients_in_d_differ_between_forms():
+    d = torch.tensor([0.5, 0.3], requires_grad=True)
+    same = torch.tensor([1.0, 0.0])
+    (g_src,) = torch.autograd.grad(S.contrastive_loss(d, same, 1.0, form="source",
+                                                      reduction="sum"), d)
+    (g_had,) = torch.autograd.grad(S.contrastive_loss(d, same, 1.0, form="hadsell",
+                                                      reduction="sum"), d)
+    assert torch.allclose(g_src, torch.tensor([1.0, -1.0]))   # constant pull / push
+    assert torch.allclose(g_had, torch.tensor([0.5, -0.7]))   # d and -(m - d)
+
+
+def test_gradient_finite_at_zero_distance():
+    z = torch.randn(3, 8, requires_grad=True)
+    # the plain formula sqrt(sum sq): d/ds sqrt(s) = inf at s = 0, times 0 -> NaN
+    naive = torch.sqrt((z - z.detach().clone()).pow(2).sum(1))
+    (g_naive,) = torch.autograd.grad(naive.sum(), z)
+    assert torch.isnan(g_naive).all()  # the problem the eps solves
+    for form in S.LOSS_FORMS:
+        d = S.euclidean_distance(z, z.detach().clone())
+        assert torch.allclose(d, torch.full((3,), math.sqrt(S.DISTANCE_EPS)))
+        (g,) = torch.autograd.grad(S.contrastive_loss(d, torch.ones(3), 1.0, form=form), z)
+        assert torch.isfinite(g).all() and torch.equal(g, torch.zeros_like(g))
+    # through the whole network, with identical inputs in both branches
+    torch.manual_seed(0)
+    net = S.SiameseNet(InductiveConvEmbedding(hidden=8))
+    x = torch.rand(4, 1, 28, 28)
+    loss = S.contrastive_loss(net(x, x.clone()), torch.ones(4), 1.0, form="source")
+    loss.backward()
+    assert all(torch.isfinite(p.grad).all() for p in net.parameters())
+
+
+@pytest.mark.parametrize("margin", [0, 0.0, -1.0, float("inf"), float("nan"), True, "1"])
+def test_bad_margin(margin):
+    with pytest.raises(ValueError, match="margin"):
+        S.contrastive_loss(torch.ones(2), torch.ones(2), margin)
+
+
+def test_bad_loss_inputs():
+    with pytest.raises(ValueError, match="form"):
+        S.contrastive_loss(torch.ones(2), torch.ones(2), 1.0, form="triplet")
+    with pytest.raises(ValueError, match="reduction"):
+        S.contrastive_loss(torch.ones(2), torch.ones(2), 1.0, reduction="max")
+    with pytest.raises(ValueError, match="distance and same"):
+        S.contrastive_loss(torch.ones(2), torch.ones(3), 1.0)
+    with pytest.raises(ValueError, match="same"):
+        S.contrastive_loss(torch.ones(2), torch.tensor([1.0, 0.5]), 1.0)
+    with pytest.raises(ValueError, match="a and b"):
+        S.euclidean_distance(torch.ones(2, 3), torch.ones(2, 4))
+    with pytest.raises(ValueError, match="eps"):
+        S.euclidean_distance(torch.ones(2, 3), torch.ones(2, 3), eps=0.0)
+
+
+# ---------------------------------------------------------------- one network, two inputs
+
+
+def test_single_shared_parameter_set():
+    torch.manual_seed(0)
+    net = S.SiameseNet(InductiveConvEmbedding(hidden=8))
+    assert [id(p) for p in net.parameters()] == [id(p) for p in net.embedding.parameters()]
+    x1, x2 = torch.rand(5, 1, 28, 28), torch.rand(5, 1, 28, 28)
+    net.eval()
+    d = net(x1, x2)
+    assert torch.allclose(d, net(x2, x1))  # symmetric: the same f on both sides
+    assert torch.allclose(d, S.euclidean_distance(net.embed(x1), net.embed(x2)), atol=1e-6)
+    # both branches' gradients land in the same tensors
+    net.train()
+    net(x1, x2).sum().backward()
+    grads = [p.grad.clone() for p in net.parameters()]
+    assert all(g is not None and g.abs().sum() > 0 for g in grads[:1])
+    with pytest.raises(ValueError, match="x1 and x2"):
+        net(x1, x2[:3])
+
+
+def test_pair_distances_equal_forward_in_eval_mode():
+    torch.manual_seed(0)
+    net = S.SiameseNet(InductiveConvEmbedding(hidden=8)).eval()
+    b = S.PairSampler(_toy_pool(), 8, seed=0).batch()
+    assert torch.allclose(net.pair_distances(b.images, b.left, b.right), net(b.x1, b.x2),
+                          atol=1e-5)
+
+
+def test_eval_embedding_does_not_depend_on_batch():
+    torch.manual_seed(0)
+    f = InductiveConvEmbedding(hidden=8)
+    f.train()
+    f(torch.rand(16, 1, 28, 28))  # move the running statistics away from their start
+    x = torch.rand(6, 1, 28, 28)
+    alone = torch.cat([S.embed_images(f, x[i:i + 1]) for i in range(6)])
+    assert torch.allclose(alone, S.embed_images(f, x, batch_size=4), atol=1e-5)
+    assert f.training  # mode restored
+
+
+# ---------------------------------------------------------------- pairs
+
+
+@pytest.mark.parametrize("within", [0.0, 1.0])
+def test_pair_sampler_balance_and_labels(within):
+    pool = _toy_pool()
+    sampler = S.PairSampler(pool, 10, within_alphabet=within, seed=1)
+    for _ in range(20):
+        b = sampler.batch()
+        assert len(b) == 10 and b.same.sum().item() == 5
+        cl, cr = b.classes[b.left.numpy()], b.classes[b.right.numpy()]
+        assert np.array_equal(b.same.numpy() == 1, cl == cr)
+        assert (b.left != b.right).all()
+        # each pair's images are the drawings of the classes the labels claim
+        for i in range(len(b)):
+            imgs = pool.images[cl[i]]
+            assert any(np.array_equal(b.images[b.left[i], 0].numpy(), im) for im in imgs)
+        if within == 1.0:
+            neg = b.same.numpy() == 0
+            assert all(pool.alphabet(a) == pool.alphabet(c) for a, c in zip(cl[neg], cr[neg]))
+
+
+def test_pair_sampler_reproducible_and_augment():
+    pool = _toy_pool()
+    a = S.PairSampler(pool, 8, seed=3).batch()
+    b = S.PairSampler(pool, 8, seed=3).batch()
+    assert torch.equal(a.images, b.images) and torch.equal(a.right, b.right)
+    c = S.PairSampler(pool, 8, augment=True, seed=3).batch()
+    assert c.images.shape == a.images.shape and not torch.equal(c.images, a.images)
+
+
+def test_affine_augment_identity_and_range():
+    x = torch.rand(4, 1, 28, 28)
+    assert torch.allclose(S.affine_augment(x, seed=0, p=0.0), x, atol=1e-4)
+    y = S.affine_augment(x, seed=0, p=1.0)
+    assert y.shape == x.shape and not torch.allclose(y, x)
+    with pytest.raises(ValueError, match="p"):
+        S.affine_augment(x, p=1.5)
+    with pytest.raises(ValueError, match="x"):
+        S.affine_augment(x[0])
+
+
+@pytest.mark.parametrize("kwargs,name", [({"n_pairs": 7}, "n_pairs"), ({"n_pairs": 2}, "n_pairs"),
+                                         ({"n_pairs": 100}, "n_pairs"),
+                                         ({"within_alphabet": 1.5}, "within_alphabet"),
+                                         ({"group": 1}, "group")])
+def test_pair_sampler_bad_input(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        S.PairSampler(_toy_pool(), **{"n_pairs": 8, **kwargs})
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+def test_episode_indices_match_sample_episode():
+    pool = _toy_pool()
+    classes, which = S.episode_indices(len(pool), 5, 1, 3, np.random.default_rng(7))
+    ep = sample_episode(pool, 5, 1, 3, seed=np.random.default_rng(7))
+    assert np.array_equal(classes, ep.classes)
+    assert torch.equal(ep.support_x[:, 0], torch.from_numpy(pool.images[classes, which[:, 0]]))
+
+
+def test_few_shot_on_separable_embeddings():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(30, 1, 16)) * 10
+    z = torch.tensor(centres + 0.1 * rng.normal(size=(30, 20, 16)), dtype=torch.float32)
+    for method in ("nearest", "prototype"):
+        acc = S.few_shot_accuracy(z, 20, 1, 10, q_queries=5, method=method, seed=0)
+        assert acc.shape == (10,) and (acc == 100.0).all()
+    # pure noise: about chance (5-way -> 20%)
+    noise = torch.randn(30, 20, 16)
+    assert abs(S.few_shot_accuracy(noise, 5, 1, 200, method="nearest").mean() - 20) < 5
+    with pytest.raises(ValueError, match="n_way"):
+        S.few_shot_accuracy(z, 31, 1)
+    with pytest.raises(ValueError, match="q_queries"):
+        S.few_shot_accuracy(z, 5, 5, q_queries=16)
+    with pytest.raises(ValueError, match="method"):
+        S.few_shot_accuracy(z, 5, 1, method="cosine")
+    with pytest.raises(ValueError, match="embeddings"):
+        S.few_shot_accuracy(z[:, :10], 5, 1)
+
+
+def test_lake_runs_accuracy_on_a_fake_run():
+    x = torch.rand(4, 1, 28, 28)
+    order = torch.tensor([2, 0, 3, 1])
+    run = Episode(x, torch.arange(4), x[order] + 0.01, order, np.arange(4))
+    acc, preds = S.lake_runs_accuracy(lambda t: t.flatten(1), [run, run])
+    assert acc.tolist() == [100.0, 100.0] and np.array_equal(preds[0], order.numpy())
+    with pytest.raises(ValueError, match="runs"):
+        S.lake_runs_accuracy(lambda t: t.flatten(1), [])
+
+
+def test_threshold_and_verification_accuracy():
+    d = np.array([0.1, 0.2, 0.3, 0.9, 1.0, 0.25])
+    same = np.array([1, 1, 1, 0, 0, 0])
+    t = S.best_threshold(d, same)
+    assert 0.2 < t < 0.9  # 0.1, 0.2 | 0.25 | 0.3 : two cuts tie at 5 of 6
+    assert S.verification_accuracy(d, same, t) == pytest.approx(100 * 5 / 6)
+    assert S.verification_accuracy(d, same, 0.22) == pytest.approx(100 * 5 / 6)
+    assert S.verification_accuracy(d, same, 0.0) == pytest.approx(50.0)
+    with pytest.raises(ValueError, match="distance and same"):
+        S.best_threshold(d, same[:3])
+
+
+# ---------------------------------------------------------------- training
+
+
+def test_training_is_resumable(monkeypatch, tmp_path):
+    pytest.importorskip("tqdm")
+    from mlkit.data import omniglot_dir
+
+    if not (omniglot_dir() / "images_background.npz").exists():
+        pytest.skip("no Omniglot copy: set MLKIT_DATA")
+    monkeypatch.setattr(C, "RUN_DIR", tmp_path)
+    torch.set_num_threads(1)
+    # a constant rate, so that a run of 2 continued to 4 must equal a run of 4
+    cfg = {"hidden": 8, "n_pairs": 16, "eval_every": 0, "rotations": False, "lr_halvings": 0}
+    straight, h = S.train_siamese(4, config=cfg, progress=False)
+    S.train_siamese(2, config=cfg, progress=False, run_name="r")
+    resumed, h2 = S.train_siamese(4, config=cfg, progress=False, run_name="r", resume=True)
+    for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()):
+        assert torch.equal(a, b)
+    assert h2["loss"] == h["loss"] and len(h["loss"]) == 4
