@@ -19,7 +19,7 @@ ifneq ($(strip $(MLKIT_DATA)),)
   export MLKIT_DATA := $(abspath $(MLKIT_DATA))
 endif
 
-.PHONY: install book execute lab test unit nbval build-strict clean
+.PHONY: install book execute lab test unit nbval build-strict clean browser student grade
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,7 +42,7 @@ lab: install
 	$(BIN)/jupyter lab chapters/
 
 ## Everything CI checks: unit tests, strict nbval over every chapter, a warning-free build.
-test: install unit nbval build-strict
+test: install unit nbval build-strict browser
 
 unit: install
 	$(BIN)/python -m pytest -q tests
@@ -53,6 +53,21 @@ nbval: install
 
 build-strict: install
 	$(BIN)/jupyter-book build -W -n --keep-going .
+
+## Browser test of the built site: serves _build/html on 127.0.0.1 and drives Debian's
+## /usr/bin/chromium headless (apt-get install -y chromium chromium-driver); screenshots go
+## to _build/screenshots/.
+browser: install build-strict
+	MLKIT_BROWSER_TEST=1 $(BIN)/python -m pytest -q tests/browser
+
+## Coursework: the student edition of every chapter (solution cells emptied) in _build/student/.
+student: install
+	$(BIN)/python tools/student.py chapters _build/student
+
+## Coursework: execute a folder of submissions (one sub-folder per student) and print scores.
+grade: install
+	@test -n "$(DIR)" || { echo "usage: make grade DIR=folder-of-submissions"; exit 2; }
+	$(BIN)/python tools/grade.py "$(DIR)" --ref chapters --timeout $(TIMEOUT)
 
 clean:
 	rm -rf _build

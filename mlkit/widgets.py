@@ -37,6 +37,7 @@ import io
 import itertools
 import json
 import math
+import os
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -316,7 +317,8 @@ def explorer(fn: Callable[..., Any], sliders: Sequence[Slider], *, title: str = 
     One display output carries both: ``text/html`` (the static twin, used by the built site
     and by front ends without widget support) and, when a kernel is running,
     ``application/vnd.jupyter.widget-view+json`` (the live ipywidgets version, which
-    JupyterLab prefers). Outside IPython nothing is displayed; use :func:`static_twin` there.
+    JupyterLab prefers; left out when the environment sets ``MLKIT_NO_LIVE_WIDGETS=1``).
+    Outside IPython nothing is displayed; use :func:`static_twin` there.
     Returns None so that a call on a cell's last line does not display twice.
     """
     twin = static_twin(fn, sliders, title=title)
@@ -328,7 +330,10 @@ def explorer(fn: Callable[..., Any], sliders: Sequence[Slider], *, title: str = 
         "text/plain": f"<explorer {title!r}: {len(twin.grid)} grid points>",
         "text/html": twin.to_html(),
     }
-    widget = live_widget(fn, sliders, title=title)
-    bundle.update({k: v for k, v in widget._repr_mimebundle_().items() if k != "text/plain"})
+    # MLKIT_NO_LIVE_WIDGETS=1 (set by tools/grade.py) leaves the live widget out: grading has
+    # no use for it, and nbclient occasionally stalls on widget cells until their timeout.
+    if os.environ.get("MLKIT_NO_LIVE_WIDGETS") != "1":
+        widget = live_widget(fn, sliders, title=title)
+        bundle.update({k: v for k, v in widget._repr_mimebundle_().items() if k != "text/plain"})
     display(bundle, raw=True)
     return None

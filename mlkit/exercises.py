@@ -1,0 +1,156 @@
+"""Exercise checks a student calls from a chapter notebook.
+
+A chapter's exercise (a ``sphinx-exercise`` block labelled, say, ``ex-ch3-1``) is followed by a
+code cell tagged ``solution`` that computes an answer, and then by an ordinary cell that checks
+it::
+
+    from mlkit.exercises import check
+    check("ex-ch3-1", answer)
+
+:func:`check` prints one line, ``PASS ex-ch3-1: ...`` or ``FAIL ex-ch3-1: ... Hint: ...``, and
+returns a :class:`Result` (truthy when the answer passed). ``make student`` empties the
+``solution`` cells (leaving ``# your code here``); ``make grade DIR=...`` executes submitted
+notebooks and counts the checks that passed (see ``tools/grade.py``).
+
+Adding a check (chapter authors): append a section at the end of this file, headed by a
+comment naming your chapter, with one function per exercise::
+
+    # --- chapter 3: MAML ----------------------------------------------------------------
+    @register("ex-ch3-1", hint="Take inner_steps gradient steps with rate alpha on the support set.")
+    def _ex_ch3_1(answer) -> bool | tuple[bool, str]:
+        expected = ...          # recompute the reference answer with tested mlkit code
+        return close(answer, expected, rtol=1e-3)
+
+A check function receives whatever the student passes after the exercise id, and returns
+``True``/``False`` or ``(passed, message)``. It recomputes the reference answer itself (never
+stores a hard-coded number that could drift from the code) and must be quick (seconds).
+An exception inside it counts as a FAIL whose message names the exception.
+
+Grading: when the environment variable ``MLKIT_EXERCISE_LOG`` names a file, every call of
+:func:`check` appends one JSON line ``{"exercise": id, "passed": bool}`` to it. That is how
+``tools/grade.py`` scores a notebook without parsing its printed output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+__all__ = ["Result", "register", "check", "checks", "close", "LOG_ENV"]
+
+#: Environment variable naming the JSON-lines file that :func:`check` appends results to.
+LOG_ENV = "MLKIT_EXERCISE_LOG"
+
+CheckFn = Callable[..., "bool | tuple[bool, str]"]
+
+
+@dataclass(frozen=True)
+class _Entry:
+    fn: CheckFn
+    hint: str
+
+
+_REGISTRY: dict[str, _Entry] = {}
+
+
+@dataclass(frozen=True)
+class Result:
+    """Outcome of one :func:`check` call; truthy when the answer passed."""
+
+    exercise: str
+    passed: bool
+    message: str
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def __repr__(self) -> str:  # what a notebook shows if the Result is a cell's last value
+        return f"Result({self.exercise!r}, passed={self.passed})"
+
+
+def register(exercise: str, *, hint: str) -> Callable[[CheckFn], CheckFn]:
+    """Decorator adding a check for ``exercise`` (an id like ``"ex-ch3-1"``) to the registry.
+
+    ``hint`` is printed when the check fails; it should point towards the method, not give
+    the answer away.
+    """
+    if not isinstance(exercise, str) or not exercise.startswith("ex-") or len(exercise) < 4:
+        raise ValueError(f"exercise must be an id starting with 'ex-' (the exercise label), got {exercise!r}")
+    if not isinstance(hint, str) or not hint.strip():
+        raise ValueError("hint must be a non-empty string")
+
+    def deco(fn: CheckFn) -> CheckFn:
+        if exercise in _REGISTRY:
+            raise ValueError(f"exercise {exercise!r} already has a check")
+        _REGISTRY[exercise] = _Entry(fn, hint.strip())
+        return fn
+
+    return deco
+
+
+def checks() -> list[str]:
+    """The exercise ids that have a check, sorted."""
+    return sorted(_REGISTRY)
+
+
+def _log(exercise: str, passed: bool) -> None:
+    path = os.environ.get(LOG_ENV)
+    if not path:
+        return
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps({"exercise": exercise, "passed": bool(passed)}) + "\n")
+
+
+def check(exercise: str, *answer: Any, **kwargs: Any) -> Result:
+    """Check a student's answer to ``exercise``; print PASS or FAIL (with a hint) and return it.
+
+    The answer arguments are passed to the exercise's registered check function.
+    """
+    if exercise not in _REGISTRY:
+        known = ", ".join(checks()) or "none yet"
+        raise ValueError(f"exercise must be one of the ids with a check ({known}), got {exercise!r}")
+    entry = _REGISTRY[exercise]
+    try:
+        out = entry.fn(*answer, **kwargs)
+    except Exception as e:  # a wrong-shaped answer should read as a FAIL, not a traceback
+        passed, message = False, f"checking your answer raised {type(e).__name__}: {e}"
+    else:
+        if isinstance(out, tuple):
+            passed, message = bool(out[0]), str(out[1])
+        else:
+            passed, message = bool(out), ""
+    if passed:
+        text = f"PASS {exercise}" + (f": {message}" if message else "")
+    else:
+        text = f"FAIL {exercise}" + (f": {message}." if message else ".") + f" Hint: {entry.hint}"
+    print(text)
+    _log(exercise, passed)
+    return Result(exercise, passed, message)
+
+
+def close(answer: Any, expected: Any, *, rtol: float = 1e-4, atol: float = 1e-6) -> tuple[bool, str]:
+    """Compare an answer (number, array or tensor) with the expected value, within tolerances.
+
+    Returns ``(passed, message)`` for use as a check function's result; the message says what
+    differs (shape, or the largest deviation) without revealing the expected values.
+    """
+    if answer is None or answer is Ellipsis:
+        return False, "no answer yet (the variable is None or ...)"
+    try:
+        a = np.asarray(answer.detach().cpu() if hasattr(answer, "detach") else answer, dtype=float)
+    except (TypeError, ValueError):
+        return False, f"expected a number or an array, got {type(answer).__name__}"
+    e = np.asarray(expected.detach().cpu() if hasattr(expected, "detach") else expected, dtype=float)
+    if a.shape != e.shape:
+        return False, f"shape {a.shape}, expected {e.shape}"
+    if not np.all(np.isfinite(a)):
+        return False, "the answer holds NaN or infinite values"
+    if np.allclose(a, e, rtol=rtol, atol=atol):
+        return True, "matches"
+    dev = float(np.max(np.abs(a - e)))
+    return False, f"off by up to {dev:.3g}"
+
