@@ -226,9 +226,12 @@ class StaticTwin:
         return self.to_html()
 
 
-# The static twin's behaviour. Kept tiny and dependency-free; it runs once per explorer.
+# The static twin's behaviour. Kept tiny and dependency-free; it runs once per explorer. It
+# finds its container through document.currentScript (JupyterLab runs output scripts after
+# re-inserting them; two identical explorers on one page share an id), the id as fallback.
 _JS = """(function(){
-var root=document.getElementById("__UID__");if(!root||root.dataset.ready)return;root.dataset.ready="1";
+var me=document.currentScript,root=(me&&me.closest(".mlkit-explorer"))||document.getElementById("__UID__");
+if(!root||root.dataset.ready)return;root.dataset.ready="1";
 var d=JSON.parse(root.querySelector("script.mlkit-data").textContent);
 var inputs=root.querySelectorAll("input.mlkit-slider"),outs=root.querySelectorAll("output.mlkit-value");
 var img=root.querySelector("img.mlkit-frame");
