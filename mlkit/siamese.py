@@ -59,6 +59,10 @@ __all__ = [
     "few_shot_predictions",
     "lake_runs_accuracy",
     "best_threshold",
+    "nearest_neighbours",
+    "margin_report",
+    "loss_gradient_curves",
+    "fit_2d_embedding",
     "eval_subset",
     "training_curves",
     "verification_accuracy",
@@ -473,6 +477,100 @@ def verification_accuracy(distance: torch.Tensor | np.ndarray,
     if d.shape != y.shape or d.ndim != 1 or len(d) == 0:
         raise ValueError(f"distance and same must be (n,) with n >= 1, got {d.shape}, {y.shape}")
     return float(100.0 * ((d <= threshold) == y).mean())
+
+
+def nearest_neighbours(embeddings: torch.Tensor, queries: Sequence[int] | np.ndarray,
+                       k: int = 5) -> np.ndarray:
+    """Indices of the ``k`` nearest rows of ``embeddings`` ``(n, D)`` to each query row,
+    the query itself excluded: ``(len(queries), k)``, nearest first (Euclidean)."""
+    q = np.asarray(queries, dtype=np.int64)
+    if embeddings.dim() != 2:
+        raise ValueError(f"embeddings must be (n, D), got {tuple(embeddings.shape)}")
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not (
+            1 <= k < len(embeddings)):
+        raise ValueError(f"k must be an integer in [1, {len(embeddings) - 1}], got {k!r}")
+    if q.ndim != 1 or len(q) == 0 or q.min() < 0 or q.max() >= len(embeddings):
+        raise ValueError(f"queries must be row indices in [0, {len(embeddings) - 1}]")
+    d = torch.cdist(embeddings[torch.from_numpy(q)], embeddings)
+    d[torch.arange(len(q)), torch.from_numpy(q)] = float("inf")
+    return torch.topk(d, k, largest=False).indices.numpy()
+
+
+def margin_report(distance: torch.Tensor | np.ndarray, same: torch.Tensor | np.ndarray,
+                  margin: float, *, form: str = "source") -> dict[str, float]:
+    """What a margin ``m`` does to a fixed set of pairs with distances ``d``.
+
+    Returns the mean contrastive loss (``form``), the share of different-class pairs still
+    inside the margin (``d < m``, the ones that push), and the mean same-class and
+    different-class parts of the loss. The distances are fixed: this measures the loss a
+    trained model would feel at ``m``, without retraining it.
+    """
+    d = torch.as_tensor(np.asarray(distance), dtype=torch.float64)
+    y = torch.as_tensor(np.asarray(same), dtype=torch.float64)
+    per = contrastive_loss(d, y, margin, form=form, reduction="none")
+    diff = y == 0
+    if not bool(diff.any()) or bool(diff.all()):
+        raise ValueError("same must hold both same-class (1) and different-class (0) pairs")
+    return {"loss": float(per.mean()),
+            "inside_margin": float((d[diff] < margin).double().mean()),
+            "loss_same": float(per[~diff].mean()), "loss_different": float(per[diff].mean())}
+
+
+def loss_gradient_curves(distance: torch.Tensor | np.ndarray, margin: float = 1.0
+                         ) -> dict[str, dict[str, np.ndarray]]:
+    """Per-pair loss and its derivative ``dL/dd`` over a grid of distances, for both forms
+    and both pair kinds: ``{form: {"same", "different", "grad_same", "grad_different"}}``.
+
+    The derivatives come from autograd through :func:`contrastive_loss`: the source's form
+    pulls every same pair with the same force 1 and pushes every different pair inside the
+    margin with force 1; Hadsell's pulls with force ``d`` and pushes with ``m - d``.
+    """
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for form in LOSS_FORMS:
+        out[form] = {}
+        for kind, label in (("same", 1.0), ("different", 0.0)):
+            d = torch.as_tensor(np.asarray(distance), dtype=torch.float64).clone()
+            d.requires_grad_(True)
+            per = contrastive_loss(d, torch.full_like(d, label), margin, form=form,
+                                   reduction="none")
+            (g,) = torch.autograd.grad(per.sum(), d)
+            out[form][kind] = per.detach().numpy()
+            out[form]["grad_" + kind] = g.numpy()
+    return out
+
+
+def fit_2d_embedding(features: torch.Tensor, labels: torch.Tensor | np.ndarray, margin: float,
+                     *, form: str = "source", steps: int = 150, lr: float = 0.05,
+                     seed: int = 0) -> np.ndarray:
+    """A small 2-D Siamese embedding trained in well under a second, for the margin slider.
+
+    A linear map ``g: R^D -> R^2`` (one set of weights for both members of a pair) is fitted
+    with Adam on all pairs of the rows of ``features`` (e.g. frozen 64-d embeddings of a few
+    characters) under :func:`contrastive_loss` at ``margin``; the loss is the mean over the
+    same pairs plus the mean over the different pairs, so that the many different pairs do
+    not drown the few same ones. Returns the 2-D points ``(n, 2)``.
+    """
+    _check_margin(margin)
+    x = torch.as_tensor(features, dtype=torch.float32)
+    y = torch.as_tensor(np.asarray(labels))
+    if x.dim() != 2 or y.shape != x.shape[:1]:
+        raise ValueError(f"features must be (n, D) and labels (n,), got {tuple(x.shape)} "
+                         f"and {tuple(y.shape)}")
+    gen = torch.Generator().manual_seed(seed)
+    x = (x - x.mean(0)) / (x.std(0) + 1e-6)
+    w = (torch.randn(x.shape[1], 2, generator=gen) / math.sqrt(x.shape[1])).requires_grad_(True)
+    i, j = torch.triu_indices(len(x), len(x), 1)
+    same = (y[i] == y[j]).float()
+    opt = torch.optim.Adam([w], lr=lr)
+    for _ in range(steps):
+        z = x @ w
+        per = contrastive_loss(euclidean_distance(z[i], z[j]), same, margin, form=form,
+                               reduction="none")
+        loss = per[same == 1].mean() + per[same == 0].mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return (x @ w).detach().numpy()
 
 
 # --------------------------------------------------------------------------------------

@@ -269,3 +269,50 @@ def test_training_is_resumable(monkeypatch, tmp_path):
     for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()):
         assert torch.equal(a, b)
     assert h2["loss"] == h["loss"] and len(h["loss"]) == 4
+
+
+# ---------------------------------------------------------------- chapter helpers
+
+
+def test_nearest_neighbours_excludes_self():
+    z = torch.tensor([[0.0], [1.0], [1.5], [10.0]])
+    nn_ = S.nearest_neighbours(z, [0, 3], k=2)
+    assert nn_.tolist() == [[1, 2], [2, 1]]
+    with pytest.raises(ValueError, match="k"):
+        S.nearest_neighbours(z, [0], k=4)
+    with pytest.raises(ValueError, match="queries"):
+        S.nearest_neighbours(z, [4], k=2)
+
+
+def test_margin_report_hand_computed():
+    d, same = np.array([0.5, 2.0, 0.3, 1.5]), np.array([1, 1, 0, 0])
+    r = S.margin_report(d, same, 1.0)
+    assert r == pytest.approx({"loss": 0.8, "inside_margin": 0.5, "loss_same": 1.25,
+                               "loss_different": 0.35})
+    assert S.margin_report(d, same, 2.0)["inside_margin"] == 1.0
+    with pytest.raises(ValueError, match="margin"):
+        S.margin_report(d, same, -1.0)
+    with pytest.raises(ValueError, match="same"):
+        S.margin_report(d, np.ones(4), 1.0)
+
+
+def test_loss_gradient_curves():
+    c = S.loss_gradient_curves(np.array([0.25, 0.5, 2.0]), margin=1.0)
+    assert np.allclose(c["source"]["grad_same"], 1.0)
+    assert np.allclose(c["source"]["grad_different"], [-1.0, -1.0, 0.0])
+    assert np.allclose(c["hadsell"]["grad_same"], [0.25, 0.5, 2.0])
+    assert np.allclose(c["hadsell"]["grad_different"], [-0.75, -0.5, 0.0])
+
+
+def test_fit_2d_embedding_separates_classes():
+    torch.manual_seed(0)
+    y = np.repeat(np.arange(3), 8)
+    x = torch.randn(3, 16).repeat_interleave(8, 0) * 3 + torch.randn(24, 16) * 0.3
+    p = S.fit_2d_embedding(x, y, 2.0, steps=100, seed=0)
+    assert p.shape == (24, 2)
+    centres = np.stack([p[y == c].mean(0) for c in range(3)])
+    spread = max(np.linalg.norm(p[y == c] - centres[c], axis=1).max() for c in range(3))
+    gaps = [np.linalg.norm(centres[a] - centres[b]) for a in range(3) for b in range(a + 1, 3)]
+    assert min(gaps) > 2 * spread
+    with pytest.raises(ValueError, match="features"):
+        S.fit_2d_embedding(x, y[:5], 1.0)
