@@ -25,6 +25,8 @@ from .nets import InductiveConvEmbedding, SinusoidMLP
 
 __all__ = [
     "fit_from_scratch",
+    "scratch_errors",
+    "sinusoid_tasks_with_amplitudes",
     "prototype_logits",
     "PrototypeClassifier",
     "train_tiny_protonet",
@@ -75,6 +77,48 @@ def fit_from_scratch(
         F.mse_loss(model(support_x), support_y).backward()
         opt.step()
     return model.eval()
+
+
+def scratch_errors(tasks: D.SinusoidTasks, *, steps: int = 300, lr: float = 1e-2,
+                   seed: int = 0, progress: bool = False) -> np.ndarray:
+    """Query MSE of :func:`fit_from_scratch` on each task of a batch: one number per task."""
+    from tqdm.auto import tqdm
+
+    errors = []
+    for i in tqdm(range(len(tasks)), disable=not progress, desc="tasks"):
+        t = tasks.task(i)
+        model = fit_from_scratch(t.support_x[0], t.support_y[0], steps=steps, lr=lr, seed=seed)
+        with torch.no_grad():
+            errors.append(F.mse_loss(model(t.query_x[0]), t.query_y[0]).item())
+    return np.array(errors)
+
+
+def sinusoid_tasks_with_amplitudes(
+    amplitude: Sequence[float] | np.ndarray,
+    k_shot: int,
+    n_query: int,
+    *,
+    seed: int | np.random.Generator | None = None,
+) -> D.SinusoidTasks:
+    """Sinusoid tasks ``y = A sin(x - phi)`` with the given amplitudes, e.g. beyond Finn's range.
+
+    Phases ~ U[0, pi] and inputs ~ U[-5, 5] as in :func:`mlkit.data.sample_sinusoid_tasks`;
+    only the amplitudes are chosen by the caller (for probing a model outside its training
+    distribution, which stops at 5.0).
+    """
+    amp = np.asarray(amplitude, dtype=np.float64).ravel()
+    if amp.size == 0 or not np.all(np.isfinite(amp)):
+        raise ValueError("amplitude must hold at least one finite number")
+    _check_int("k_shot", k_shot)
+    _check_int("n_query", n_query)
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    phase = rng.uniform(*D.SINUSOID_PHASE, size=amp.size)
+    xs = rng.uniform(*D.SINUSOID_X, size=(amp.size, k_shot + n_query, 1))
+    ys = amp[:, None, None] * np.sin(xs - phase[:, None, None])
+    t = lambda a: torch.as_tensor(a, dtype=torch.float32)  # noqa: E731
+    return D.SinusoidTasks(support_x=t(xs[:, :k_shot]), support_y=t(ys[:, :k_shot]),
+                           query_x=t(xs[:, k_shot:]), query_y=t(ys[:, k_shot:]),
+                           amplitude=t(amp), phase=t(phase))
 
 
 # ------------------------------------------------------------------ chapter 2: a tiny metric learner
