@@ -417,3 +417,182 @@ def plot_loss_gradients(distance: object, curves: dict[str, dict[str, object]],
     axes[1].legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+# ======================================================================================
+# Chapter 4: Siamese and prototypical networks (pairs, distances, margins, embeddings)
+# ======================================================================================
+
+
+def plot_pairs(x1: object, x2: object, same: object, *, n: int = 8,
+               title: str | None = None) -> Figure:
+    """The first ``n`` pairs as two rows of images (left member above, right below), each
+    column titled *same* or *different*."""
+    a, b, s = _np(x1), _np(x2), _np(same).ravel()
+    n = min(n, len(s))
+    fig, axes = plt.subplots(2, n, figsize=(1.1 * n, 2.6), squeeze=False)
+    for c in range(n):
+        for r, img in enumerate((a[c], b[c])):
+            ax = axes[r, c]
+            ax.imshow(img.reshape(img.shape[-2:]), cmap="gray_r", vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for sp in ax.spines.values():
+                sp.set_color("tab:green" if s[c] else "tab:red")
+                sp.set_linewidth(2)
+        axes[0, c].set_title("same" if s[c] else "different", fontsize=8,
+                             color="tab:green" if s[c] else "tab:red")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_curve_panels(panels: list[tuple[str, dict[str, tuple[object, object]]]], *,
+                      xlabel: str = "iteration", title: str | None = None) -> Figure:
+    """Side-by-side line panels: each ``(panel title, {label: (x, y)})``."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.2), squeeze=False)
+    for ax, (name, lines) in zip(axes[0], panels):
+        for label, (x, y) in lines.items():
+            ax.plot(_np(x).ravel(), _np(y).ravel(), marker="o" if len(_np(x).ravel()) < 20
+                    else None, ms=3, label=label)
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel(xlabel)
+        ax.grid(alpha=0.3)
+        if len(lines) > 1:
+            ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def plot_distance_histograms(d_same: object, d_different: object, margin: float | None = None,
+                             *, ax: object = None, note: str | None = None,
+                             threshold: float | None = None,
+                             title: str | None = None) -> Figure:
+    """Histograms of same-class and different-class pair distances, with the margin ``m``
+    (and optionally a decision threshold) drawn as vertical lines."""
+    fig, ax = (plt.subplots(figsize=(5.5, 3.4)) if ax is None else (ax.figure, ax))
+    ds, dd = _np(d_same).ravel(), _np(d_different).ravel()
+    top = float(np.percentile(np.concatenate([ds, dd]), 99.5))
+    top = max(top, (margin or 0) * 1.1)
+    bins = np.linspace(0, top, 40)
+    ax.hist(ds, bins=bins, alpha=0.6, color="tab:green", label="same class")
+    ax.hist(dd, bins=bins, alpha=0.6, color="tab:red", label="different class")
+    if margin is not None:
+        ax.axvline(margin, color="k", lw=2, label=f"margin m = {margin:g}")
+    if threshold is not None:
+        ax.axvline(threshold, color="tab:blue", ls="--", lw=1.5,
+                   label=f"threshold {threshold:.2f}")
+    ax.set_xlabel("distance d(f(x1), f(x2))")
+    ax.set_ylabel("pairs")
+    ax.legend(fontsize=8, loc="upper right")
+    if note:
+        ax.text(0.98, 0.55, note, transform=ax.transAxes, ha="right", va="top", fontsize=8,
+                bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "0.8"})
+    if title:
+        ax.set_title(title, fontsize=10)
+    return fig
+
+
+def plot_points_2d(points: object, labels: object, *, ax: object = None,
+                   circles: float | None = None, names: list[str] | None = None,
+                   title: str | None = None, legend: bool = True) -> Figure:
+    """A 2-D scatter coloured by ``labels``; with ``circles=r``, a circle of radius ``r``
+    around each class mean (disjoint circles of radius m/2: class means at least m apart)."""
+    fig, ax = (plt.subplots(figsize=(5.2, 4.6)) if ax is None else (ax.figure, ax))
+    p, y = _np(points), _np(labels).ravel()
+    classes = list(dict.fromkeys(y.tolist()))
+    cmap = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20")
+    for k, c in enumerate(classes):
+        pts = p[y == c]
+        colour = cmap(k % cmap.N)
+        ax.scatter(pts[:, 0], pts[:, 1], s=12, color=colour, alpha=0.8,
+                   label=str(names[k] if names else c))
+        if circles:
+            ax.add_patch(plt.Circle(pts.mean(0), circles, fill=False, color=colour, lw=1))
+    ax.set_aspect("equal", adjustable="datalim")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if legend:
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), markerscale=1.5)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return fig
+
+
+def plot_margin_frame(d_same: object, d_different: object, margin: float, note: str,
+                      points: object, labels: object, *, title: str | None = None) -> Figure:
+    """The margin slider's frame: distance histograms of a trained model at margin ``m``
+    (left) and a 2-D embedding trained for that ``m`` (right)."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), gridspec_kw={"width_ratios": [1.2, 1]})
+    plot_distance_histograms(d_same, d_different, margin, ax=axes[0], note=note,
+                             title="trained model: distances of fixed pairs")
+    plot_points_2d(points, labels, ax=axes[1], circles=margin / 2, legend=False,
+                   title=f"2-D embedding trained live, circles of radius m/2")
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def plot_image_rows(rows: list[list[object]], *, row_labels: list[str] | None = None,
+                    colours: list[list[str | None]] | None = None,
+                    titles: list[list[str]] | None = None, title: str | None = None,
+                    size: float = 1.0) -> Figure:
+    """A grid of small images, one list per row; ``colours[r][c]`` frames an image (e.g.
+    green for a correct retrieval, red for a wrong one)."""
+    n_rows, n_cols = len(rows), max(len(r) for r in rows)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(size * n_cols + 0.8, size * n_rows + 0.5),
+                             squeeze=False)
+    for r, row in enumerate(rows):
+        for c in range(n_cols):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c >= len(row):
+                ax.axis("off")
+                continue
+            img = _np(row[c])
+            ax.imshow(img.reshape(img.shape[-2:]), cmap="gray_r", vmin=0, vmax=1)
+            colour = colours[r][c] if colours else None
+            for sp in ax.spines.values():
+                sp.set_color(colour or "0.7")
+                sp.set_linewidth(2.5 if colour else 0.5)
+            if titles and titles[r][c]:
+                ax.set_title(titles[r][c], fontsize=7)
+        if row_labels:
+            axes[r, 0].set_ylabel(row_labels[r], fontsize=8, rotation=0, ha="right",
+                                  va="center")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_loss_gradients(distance: object, curves: dict[str, dict[str, object]],
+                        margin: float) -> Figure:
+    """The two contrastive losses (left) and their derivatives dL/dd (right), for same-class
+    (solid) and different-class (dashed) pairs, as :func:`mlkit.siamese.loss_gradient_curves`
+    returns them."""
+    d = _np(distance).ravel()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+    colours = {"source": "tab:blue", "hadsell": "tab:orange"}
+    names = {"source": "source: d, max(0, m-d)", "hadsell": "Hadsell: d²/2, max(0, m-d)²/2"}
+    for form, c in curves.items():
+        for kind, ls in (("same", "-"), ("different", "--")):
+            axes[0].plot(d, _np(c[kind]), ls, color=colours.get(form),
+                         label=f"{names.get(form, form)} ({kind})")
+            axes[1].plot(d, _np(c["grad_" + kind]), ls, color=colours.get(form),
+                         label=f"{form}, {kind}")
+    for ax, name in zip(axes, ("loss per pair", "dL/dd (positive: pulled together)")):
+        ax.axvline(margin, color="k", lw=1, alpha=0.5)
+        ax.axhline(0, color="k", lw=0.5, alpha=0.5)
+        ax.set_xlabel("distance d")
+        ax.set_title(name, fontsize=10)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
