@@ -201,7 +201,9 @@ class StaticTwin:
             rows.append(
                 '<label style="display:flex;align-items:center;gap:0.6em;margin:0.15em 0">'
                 f'<span style="min-width:8em">{html.escape(s.text)}</span>'
-                f'<input type="range" class="mlkit-slider" data-slider="{i}" min="0" '
+                # data-lm-suppress-shortcuts: JupyterLab would take the arrow keys
+                # as notebook shortcuts instead of moving the slider
+                f'<input type="range" class="mlkit-slider" data-slider="{i}" data-lm-suppress-shortcuts="true" min="0" '
                 f'max="{len(s.values) - 1}" step="1" value="{s.index}" '
                 f'aria-label="{html.escape(s.text, quote=True)}" style="flex:1;max-width:22em">'
                 f'<output class="mlkit-value" style="min-width:4em;font-family:monospace">'
