@@ -13,7 +13,7 @@ ideas need something that trains while the reader waits:
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -32,6 +32,9 @@ __all__ = [
     "train_tiny_protonet",
     "evaluate_protonet",
     "episode_images_full_size",
+    "sinusoid_weight_changes",
+    "add_marker",
+    "marker_shortcut",
 ]
 
 
@@ -248,3 +251,96 @@ def episode_images_full_size(pool: D.ClassPool, images: torch.Tensor,
         full = D.character_images(char_id)[match[0]]
         out.append(np.rot90(full, k=int(pool.rotation[cls])))
     return np.stack(out)
+
+
+# ------------------------------------------------------------------ chapter 1: why explain
+
+
+def sinusoid_weight_changes(
+    model: nn.Module,
+    tasks: D.SinusoidTasks,
+    *,
+    inner_steps: int = 10,
+    alpha: float = 0.01,
+) -> dict[str, np.ndarray]:
+    """Adapt ``model`` (MAML, all layers) to each task; how far each parameter tensor moved.
+
+    Returns, per parameter name, one relative change ``||theta' - theta|| / ||theta||`` per
+    task (:func:`mlkit.interpret.weight_change`).
+    """
+    from . import interpret, maml
+
+    before = {n: p.detach() for n, p in model.named_parameters()}
+    out: dict[str, list[float]] = {n: [] for n in before}
+    for i in range(len(tasks)):
+        t = tasks.task(i)
+        fast = maml.adapt(model, t.support_x[0], t.support_y[0], loss_fn=maml.mse_loss,
+                          inner_steps=inner_steps, alpha=alpha, first_order=True)
+        for n, v in interpret.weight_change(before, fast).items():
+            out[n].append(v)
+    return {n: np.array(v) for n, v in out.items()}
+
+
+def add_marker(images: torch.Tensor, *, size: int = 5, offset: int = 1) -> torch.Tensor:
+    """A copy of ``images`` ``(..., S, S)`` with a solid ``size x size`` ink square in the corner.
+
+    The square starts ``offset`` pixels from the top-left corner: the "scanner stamp" of
+    chapter 1's shortcut experiment, a feature unrelated to the character.
+    """
+    _check_int("size", size)
+    _check_int("offset", offset, 0)
+    if offset + size > images.shape[-1] or offset + size > images.shape[-2]:
+        raise ValueError(f"size + offset must fit in the image ({tuple(images.shape[-2:])}), "
+                         f"got {size} + {offset}")
+    out = images.clone()
+    out[..., offset:offset + size, offset:offset + size] = 1.0
+    return out
+
+
+def marker_shortcut(
+    embedding: nn.Module,
+    n_tasks: int = 100,
+    *,
+    n_way: int = 5,
+    q_queries: int = 5,
+    marked_label: int = 0,
+    split: str = "evaluation",
+    seed: int = 1000,
+    mark: Callable[[torch.Tensor], torch.Tensor] = add_marker,
+) -> dict[str, np.ndarray]:
+    """A spurious feature in one support image, and what it does to a few-shot classifier.
+
+    For each of ``n_tasks`` ``n_way``-way 1-shot episodes the support image of
+    ``marked_label`` carries a marker (:func:`add_marker`), as if all examples of that class
+    had come from one source. Per-episode query accuracies of the prototype classifier:
+
+    * ``"clean"``: no marker anywhere (the honest reference);
+    * ``"same source"``: the marker also on that class's queries, as a test set drawn from the
+      same source would have it;
+    * ``"new source"``: the marker on every *other* class's queries instead;
+    * ``"sent to marked class"``: in the new-source setting, the share of other-class queries
+      classified as ``marked_label``.
+    """
+    _check_int("n_tasks", n_tasks)
+    pool = D.omniglot_classes(split)
+    rng = np.random.default_rng(seed)
+    rows: dict[str, list[float]] = {k: [] for k in ("clean", "same source", "new source",
+                                                    "sent to marked class")}
+    with torch.no_grad():
+        for _ in range(n_tasks):
+            ep = D.sample_episode(pool, n_way, 1, q_queries, seed=rng)
+            q, qy = ep.query_x, ep.query_y
+            own = qy == marked_label
+            marked_support = ep.support_x.clone()
+            marked_support[ep.support_y == marked_label] = mark(
+                marked_support[ep.support_y == marked_label])
+            clean = PrototypeClassifier(embedding, ep.support_x, ep.support_y)
+            biased = PrototypeClassifier(embedding, marked_support, ep.support_y)
+            same = torch.where(own[:, None, None, None], mark(q), q)
+            new = torch.where(own[:, None, None, None], q, mark(q))
+            pred_new = biased(new).argmax(1)
+            rows["clean"].append((clean(q).argmax(1) == qy).float().mean().item())
+            rows["same source"].append((biased(same).argmax(1) == qy).float().mean().item())
+            rows["new source"].append((pred_new == qy).float().mean().item())
+            rows["sent to marked class"].append((pred_new[~own] == marked_label).float().mean().item())
+    return {k: np.array(v) for k, v in rows.items()}

@@ -20,13 +20,14 @@ Model-specific methods (they look inside):
   class.
 * :func:`record_activations`: per-layer activations captured with forward hooks, removed on
   exit.
+* :func:`weight_change`: how far adaptation moved each parameter tensor, relative to its size.
 """
 
 from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -41,6 +42,7 @@ __all__ = [
     "support_attention",
     "class_attention",
     "record_activations",
+    "weight_change",
 ]
 
 
@@ -401,3 +403,43 @@ def record_activations(
     finally:
         for h in handles:
             h.remove()
+
+
+# --------------------------------------------------------------------------------------
+# Model-specific: where adaptation happens in the weights
+# --------------------------------------------------------------------------------------
+
+
+def weight_change(
+    before: Mapping[str, Tensor],
+    after: Mapping[str, Tensor],
+    *,
+    relative: bool = True,
+) -> dict[str, float]:
+    """How far adaptation moved each parameter tensor: ``||theta'_l - theta_l|| / ||theta_l||``.
+
+    ``before`` and ``after`` map parameter names to tensors (e.g. ``dict(model.named_parameters())``
+    and the fast weights that :func:`mlkit.maml.adapt` returns). With ``relative=False`` the
+    plain Frobenius norm of the change is returned. A tensor of zeros before adaptation gives
+    ``inf`` (or ``0.0`` when it did not move) in relative mode. Raghu et al. (2020) ask the
+    same question with representations; this is its counterpart in weight space.
+    """
+    if not isinstance(before, Mapping) or not isinstance(after, Mapping):
+        raise ValueError("before and after must be mappings from parameter names to tensors")
+    if set(before) != set(after):
+        raise ValueError(f"after must have the same parameter names as before; only in before: "
+                         f"{sorted(set(before) - set(after))}, only in after: "
+                         f"{sorted(set(after) - set(before))}")
+    out: dict[str, float] = {}
+    for name, b in before.items():
+        a = after[name]
+        if a.shape != b.shape:
+            raise ValueError(f"after[{name!r}] has shape {tuple(a.shape)}, before has "
+                             f"{tuple(b.shape)}")
+        diff = float((a.detach() - b.detach()).norm())
+        if relative:
+            size = float(b.detach().norm())
+            out[name] = diff / size if size > 0 else (0.0 if diff == 0 else float("inf"))
+        else:
+            out[name] = diff
+    return out

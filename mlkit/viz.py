@@ -417,3 +417,24 @@ def plot_loss_gradients(distance: object, curves: dict[str, dict[str, object]],
     axes[1].legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+# --- Chapters 1 and 2 (continued) ---
+
+
+def plot_weight_change(changes: dict[str, object], *, ylabel: str = "relative change",
+                       title: str | None = None, ax: plt.Axes | None = None) -> Figure:
+    """Mean (bar) and 95% interval (whisker) over tasks of each parameter tensor's change."""
+    fig, ax = (plt.subplots(figsize=(6.5, 3.2)) if ax is None else (ax.figure, ax))
+    names = list(changes)
+    vals = [_np(changes[n]).ravel() for n in names]
+    means = [v.mean() for v in vals]
+    halves = [1.96 * v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else 0.0 for v in vals]
+    colors = ["C1" if n.startswith("head") else "C0" for n in names]
+    ax.bar(range(len(names)), means, yerr=halves, color=colors, capsize=3)
+    ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig

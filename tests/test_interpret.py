@@ -241,3 +241,36 @@ def test_feature_mask_for_one_image_is_broadcast_over_channels_and_batch():
     with pytest.raises(ValueError, match="feature_mask has more dimensions"):
         interpret.permutation_importance(f, x, f(x), feature_mask=torch.zeros(1, 1, 1, 4, 4,
                                                                               dtype=torch.long))
+
+
+# ------------------------------------------------------------------ weight change
+
+
+def test_weight_change_relative_and_absolute():
+    before = {"a": torch.tensor([3.0, 4.0]), "b": torch.zeros(2), "c": torch.ones(2, 2)}
+    after = {"a": torch.tensor([3.0, 4.5]), "b": torch.tensor([0.0, 1.0]), "c": torch.ones(2, 2)}
+    rel = interpret.weight_change(before, after)
+    assert rel["a"] == pytest.approx(0.1)
+    assert rel["b"] == float("inf") and rel["c"] == 0.0
+    assert interpret.weight_change(before, after, relative=False)["b"] == pytest.approx(1.0)
+
+
+def test_weight_change_of_one_gradient_step_is_alpha_times_gradient():
+    net = SinusoidMLP()
+    x = torch.linspace(-1, 1, 8)[:, None]
+    loss = ((net(x) - x) ** 2).mean()
+    names, params = zip(*net.named_parameters())
+    grads = torch.autograd.grad(loss, params)
+    after = {n: p - 0.1 * g for n, p, g in zip(names, params, grads)}
+    change = interpret.weight_change(dict(net.named_parameters()), after, relative=False)
+    for n, g in zip(names, grads):
+        assert change[n] == pytest.approx(0.1 * float(g.norm()), rel=1e-5)
+
+
+def test_weight_change_bad_input():
+    with pytest.raises(ValueError, match="after must have the same parameter names"):
+        interpret.weight_change({"a": torch.ones(1)}, {"b": torch.ones(1)})
+    with pytest.raises(ValueError, match=r"after\['a'\] has shape"):
+        interpret.weight_change({"a": torch.ones(1)}, {"a": torch.ones(2)})
+    with pytest.raises(ValueError, match="mappings"):
+        interpret.weight_change([torch.ones(1)], {"a": torch.ones(1)})
