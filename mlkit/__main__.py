@@ -58,6 +58,7 @@ def _parser(names: list[str]) -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="cpu")
     t.add_argument("--save-every", type=float, default=120.0, help="seconds between saves")
+    t.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     e = sub.add_parser("evaluate", help="evaluate a checkpoint on fresh test tasks")
     e.add_argument("name", choices=names)
     e.add_argument("--tasks", type=int, default=600)
@@ -77,6 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     table = recipes()
     args = _parser(sorted(table)).parse_args(argv)
     recipe = table[args.name]
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(args.threads)
     if args.command == "train":
         recipe.train(args)
         return 0

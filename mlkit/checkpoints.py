@@ -13,6 +13,8 @@ Training state (model, optimiser, sampler and random state, history) lives apart
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -96,7 +98,26 @@ def save_checkpoint(name: str, state_dict: dict[str, torch.Tensor], *, config: d
     directory = Path(directory or CHECKPOINT_DIR)
     path = directory / f"{name}.pt"
     tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
-    _atomic_write_bytes(path, lambda f: torch.save(tensors, f))
+    with _manifest_lock(directory):
+        _atomic_write_bytes(path, lambda f: torch.save(tensors, f))
+        _record(directory, name, path, command, seed, iterations, wall_time_s, config, metrics)
+    return path
+
+
+@contextlib.contextmanager
+def _manifest_lock(directory: Path):
+    # Two training runs may finish at once: serialise the manifest's read-modify-write.
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".manifest.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _record(directory: Path, name: str, path: Path, command: str, seed: int, iterations: int,
+            wall_time_s: float, config: dict[str, Any], metrics: dict[str, Any] | None) -> None:
     entries = manifest(directory)
     entries[name] = {
         "file": path.name,
@@ -112,7 +133,6 @@ def save_checkpoint(name: str, state_dict: dict[str, torch.Tensor], *, config: d
     }
     text = json.dumps(dict(sorted(entries.items())), indent=2) + "\n"
     _atomic_write_bytes(directory / MANIFEST, lambda f: f.write(text.encode()))
-    return path
 
 
 def load_checkpoint(name: str, directory: Path | None = None

@@ -1,0 +1,219 @@
+"""Tests of mlkit.maml: meta-gradients (against finite differences and the Hessian form),
+first-order and ANIL variants, the two layouts, resumable training, checkpoints, the CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from mlkit import checkpoints as C
+from mlkit import data as D
+from mlkit import maml as M
+from mlkit.nets import ConvNet, SinusoidMLP, head_parameter_names
+
+
+def _tiny_batch(n_tasks=2, n_way=3, size=12, seed=0, dtype=torch.float64):
+    """A tiny classification task batch of random images (no Omniglot needed)."""
+    g = torch.Generator().manual_seed(seed)
+    sx = torch.rand(n_tasks, n_way, 1, size, size, generator=g, dtype=dtype)
+    qx = torch.rand(n_tasks, 2 * n_way, 1, size, size, generator=g, dtype=dtype)
+    sy = torch.arange(n_way).repeat(n_tasks, 1)
+    qy = torch.arange(n_way).repeat_interleave(2).repeat(n_tasks, 1)
+    return D.Episode(sx, sy, qx, qy, np.zeros((n_tasks, n_way), int))
+
+
+def _tiny_net(n_way=3, seed=0):
+    torch.manual_seed(seed)
+    return ConvNet(n_way, hidden=4).double()
+
+
+def _flat(grads):
+    return torch.cat([g.reshape(-1) for g in grads.values()])
+
+
+def _loss_at(model, batch, theta, **kw):
+    """Meta-loss with the model's parameters replaced by the flat vector theta."""
+    with torch.no_grad():
+        torch.nn.utils.vector_to_parameters(theta, model.parameters())
+    losses, _ = M.query_loss(model, batch, **kw)
+    return losses.mean().item()
+
+
+@pytest.mark.parametrize("steps", [1, 2])
+def test_second_order_meta_gradient_matches_finite_differences(steps):
+    model, batch = _tiny_net(), _tiny_batch()
+    kw = dict(loss_fn=M.cross_entropy, inner_steps=steps, alpha=0.3)
+    g = _flat(M.meta_gradient(model, batch, **kw))
+    theta = torch.nn.utils.parameters_to_vector(model.parameters()).detach().clone()
+    rng = torch.Generator().manual_seed(1)
+    for _ in range(3):
+        v = torch.randn(theta.shape, generator=rng, dtype=theta.dtype)
+        v /= v.norm()
+        eps = 1e-5
+        fd = (_loss_at(model, batch, theta + eps * v, **kw)
+              - _loss_at(model, batch, theta - eps * v, **kw)) / (2 * eps)
+        assert fd == pytest.approx(float(g @ v), rel=1e-5, abs=1e-8)
+    # the first-order gradient is measurably different here, so the test can tell them apart
+    g1 = _flat(M.meta_gradient(model, batch, first_order=True, **kw))
+    assert (g1 - g).norm() > 1e-3 * g.norm()
+
+
+def test_first_order_is_second_order_without_the_hessian_term():
+    model, batch = _tiny_net(), _tiny_batch(n_tasks=1)
+    alpha = 0.3
+    kw = dict(loss_fn=M.cross_entropy, inner_steps=1, alpha=alpha)
+    g2 = M.meta_gradient(model, batch, **kw)
+    g1 = M.meta_gradient(model, batch, first_order=True, **kw)
+    sx, sy, qx, qy = batch.support_x[0], batch.support_y[0], batch.query_x[0], batch.query_y[0]
+    theta = dict(model.named_parameters())
+    fast = M.adapt(model, sx, sy, **kw)
+    fast_leaf = {n: p.detach().requires_grad_() for n, p in fast.items()}
+    gq = torch.autograd.grad(M.cross_entropy(M.predict(model, fast_leaf, qx), qy),
+                             list(fast_leaf.values()))
+    gq = dict(zip(fast_leaf, gq))
+    # FOMAML: the query gradient at the fast weights
+    for n in g1:
+        torch.testing.assert_close(g1[n], gq[n])
+    # second order: (I - alpha H) gq, H the support loss's Hessian at theta
+    ls = M.cross_entropy(M.predict(model, theta, sx), sy)
+    grads = torch.autograd.grad(ls, list(theta.values()), create_graph=True)
+    hv = torch.autograd.grad(grads, list(theta.values()), grad_outputs=[gq[n] for n in theta])
+    for (n, h) in zip(theta, hv):
+        torch.testing.assert_close(g2[n], gq[n] - alpha * h)
+
+
+def test_zero_inner_steps_is_the_unadapted_loss():
+    model, batch = _tiny_net(), _tiny_batch()
+    losses, _ = M.query_loss(model, batch, loss_fn=M.cross_entropy, inner_steps=0, alpha=0.4)
+    direct = torch.stack([M.cross_entropy(model(batch.query_x[t]), batch.query_y[t])
+                          for t in range(2)])
+    torch.testing.assert_close(losses, direct)
+    fast = M.adapt(model, batch.support_x[0], batch.support_y[0], loss_fn=M.cross_entropy,
+                   inner_steps=0, alpha=0.4)
+    assert all(fast[n] is p for n, p in model.named_parameters())
+
+
+@pytest.mark.parametrize("first_order", [False, True])
+def test_task_batch_layout_equals_per_task_loop(first_order):
+    model, batch = _tiny_net(), _tiny_batch(n_tasks=3)
+    kw = dict(loss_fn=M.cross_entropy, inner_loss_fn=M.summed_cross_entropy(1), inner_steps=2,
+              alpha=0.4, first_order=first_order)
+    a = M.meta_gradient(model, batch, batched=True, **kw)
+    b = M.meta_gradient(model, batch, batched=False, **kw)
+    for n in a:
+        torch.testing.assert_close(a[n], b[n], rtol=1e-9, atol=1e-12)
+    mlp = SinusoidMLP().double()
+    t = D.sample_sinusoid_tasks(4, 5, 7, seed=0)
+    t = D.SinusoidTasks(*(x.double() for x in (t.support_x, t.support_y, t.query_x, t.query_y,
+                                               t.amplitude, t.phase)))
+    a = M.meta_gradient(mlp, t, loss_fn=M.mse_loss, inner_steps=3, alpha=0.01, batched=True)
+    b = M.meta_gradient(mlp, t, loss_fn=M.mse_loss, inner_steps=3, alpha=0.01, batched=False)
+    for n in a:
+        torch.testing.assert_close(a[n], b[n], rtol=1e-9, atol=1e-12)
+
+
+def test_anil_adapts_only_the_head():
+    model, batch = _tiny_net(), _tiny_batch()
+    head = head_parameter_names(model)
+    fast = M.adapt_tasks(model, batch.support_x, batch.support_y, loss_fn=M.cross_entropy,
+                         inner_steps=2, alpha=0.4, adapt_names=head)
+    for n, p in model.named_parameters():
+        changed = not torch.allclose(fast[n][0], p)
+        assert changed == (n in head), n
+
+
+def test_adaptation_lowers_the_support_loss():
+    model = SinusoidMLP()
+    t = D.sample_sinusoid_tasks(1, 10, seed=3)
+    before = M.mse_loss(model(t.support_x[0]), t.support_y[0])
+    fast = M.adapt(model, t.support_x[0], t.support_y[0], loss_fn=M.mse_loss, inner_steps=5,
+                   alpha=0.01)
+    after = M.mse_loss(M.predict(model, fast, t.support_x[0]), t.support_y[0])
+    assert after < before
+
+
+@pytest.mark.parametrize("kw,name", [
+    ({"inner_steps": -1}, "inner_steps"), ({"inner_steps": 1.5}, "inner_steps"),
+    ({"alpha": 0.0}, "alpha"), ({"alpha": -0.1}, "alpha"), ({"alpha": math.nan}, "alpha"),
+    ({"alpha": math.inf}, "alpha"),
+])
+def test_bad_inner_loop_arguments(kw, name):
+    model, batch = _tiny_net(), _tiny_batch()
+    args = {"loss_fn": M.cross_entropy, "inner_steps": 1, "alpha": 0.4, **kw}
+    with pytest.raises(ValueError, match=name):
+        M.adapt(model, batch.support_x[0], batch.support_y[0], **args)
+    with pytest.raises(ValueError, match=name):
+        M.adapt_tasks(model, batch.support_x, batch.support_y, **args)
+
+
+def test_bad_shapes_and_labels():
+    model, batch = _tiny_net(), _tiny_batch()
+    with pytest.raises(ValueError, match="support_x and support_y"):
+        M.adapt(model, batch.support_x[0], batch.support_y[0][:2], loss_fn=M.cross_entropy)
+    with pytest.raises(ValueError, match=r"labels must be in \[0, 2\]"):
+        M.adapt(model, batch.support_x[0], batch.support_y[0] + 1, loss_fn=M.cross_entropy)
+    with pytest.raises(ValueError, match="support_x must be"):
+        M.adapt_tasks(model, batch.support_x[0, 0, 0], batch.support_y[0][:1], loss_fn=M.cross_entropy)
+    with pytest.raises(ValueError, match="adapt_names"):
+        M.adapt(model, batch.support_x[0], batch.support_y[0], loss_fn=M.cross_entropy,
+                adapt_names=["nope"])
+    with pytest.raises(ValueError, match="order"):
+        M.MAMLConfig(task="sinusoid", order="third")
+
+
+def test_resumed_training_equals_uninterrupted_training():
+    def sample(rng):
+        return D.sample_sinusoid_tasks(4, 5, seed=rng)
+
+    kw = dict(loss_fn=M.mse_loss, inner_steps=1, alpha=0.01, meta_lr=1e-3, progress=False,
+              log_every=1)
+    torch.manual_seed(0)
+    a = SinusoidMLP()
+    hist_a = M.meta_train(a, sample, iterations=6, rng=np.random.default_rng(5), **kw)
+    saved = {}
+    torch.manual_seed(0)
+    b = SinusoidMLP()
+    M.meta_train(b, sample, iterations=3, rng=np.random.default_rng(5),
+                 save=lambda s: saved.update(s), **kw)
+    c = SinusoidMLP()  # a fresh process would start from a fresh model and generator
+    hist_c = M.meta_train(c, sample, iterations=6, rng=np.random.default_rng(99), state=saved, **kw)
+    for p, q in zip(a.parameters(), c.parameters()):
+        torch.testing.assert_close(p, q, rtol=0, atol=0)
+    assert [h["meta_loss"] for h in hist_a] == [h["meta_loss"] for h in hist_c]
+
+
+def test_checkpoint_roundtrip_evaluates_identically(tmp_path):
+    torch.manual_seed(0)
+    model = SinusoidMLP()
+    config = M.MAMLConfig(task="sinusoid", alpha=0.01)
+    C.save_checkpoint("toy", model.state_dict(), config=vars(config), command="test", seed=0,
+                      iterations=0, wall_time_s=0.0, directory=tmp_path)
+    state, entry = C.load_checkpoint("toy", tmp_path)
+    assert entry["sha256"] and entry["command"] == "test"
+    again = SinusoidMLP()
+    again.load_state_dict(state)
+    tasks = [D.sample_sinusoid_tasks(5, 5, 20, seed=1)]
+    kw = dict(loss_fn=M.mse_loss, inner_steps=3, alpha=0.01, metric=M.mse_loss)
+    np.testing.assert_array_equal(M.evaluate(model, tasks, **kw), M.evaluate(again, tasks, **kw))
+    # a changed file is refused
+    with open(tmp_path / "toy.pt", "ab") as f:
+        f.write(b"x")
+    with pytest.raises(ValueError, match="sha256"):
+        C.load_checkpoint("toy", tmp_path)
+
+
+def test_cli_evaluate_json_line():
+    if "maml-sinusoid" not in C.manifest():
+        pytest.skip("maml-sinusoid checkpoint not trained yet")
+    out = subprocess.run([sys.executable, "-m", "mlkit", "evaluate", "maml-sinusoid",
+                          "--tasks", "50", "--shots", "5", "--steps", "10", "--json"],
+                         capture_output=True, text=True, check=True).stdout
+    line = json.loads(out.strip().splitlines()[-1])
+    assert line["name"] == "maml-sinusoid" and line["metric"] == "mse" and line["tasks"] == 50
+    assert 0 < line["mean"] < 1.0 and line["ci95"] > 0
