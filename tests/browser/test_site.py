@@ -26,10 +26,6 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 SITE = Path(os.environ.get("MLKIT_SITE", ROOT / "_build" / "html"))
 SHOTS = SITE.parent / "screenshots"
-CHROMIUM = os.environ.get("MLKIT_CHROMIUM", "/usr/bin/chromium")
-# Headless Chromium as root needs --no-sandbox; the rest keep it from calling home offline.
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-sync"]
 SEARCH_WORD = os.environ.get("MLKIT_SEARCH_WORD", "MAML")
 SEARCH_PAGE = "03_maml"  # the chapter the word must be found in
 
@@ -61,18 +57,6 @@ def server():
     yield f"http://127.0.0.1:{httpd.server_address[1]}"
     httpd.shutdown()
     httpd.server_close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).is_file():
-        pytest.fail(f"{CHROMIUM} not found: apt-get install -y chromium chromium-driver")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture
