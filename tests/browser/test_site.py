@@ -3,8 +3,9 @@
 Checks, on every page: it loads with no console error, no uncaught script error and no
 request leaving 127.0.0.1 (the site must work offline); every image has loaded
 (naturalWidth > 0); every math element was typeset by the vendored MathJax. On pages with
-slider explorers, moving each static slider changes its image. The search page finds a word
-from chapter 3. Screenshots go to _build/screenshots/.
+slider explorers, moving each static slider changes its image. Each page built from a
+notebook offers that notebook for download. The search page finds a word from chapter 3.
+Screenshots go to _build/screenshots/.
 
 Run with `make browser` (needs `make book` first, and /usr/bin/chromium: `apt-get install -y
 chromium chromium-driver`).
@@ -182,3 +183,20 @@ def test_search_finds_a_word_from_chapter_3(server, page):
     page.screenshot(path=str(_shot_name("search")), full_page=True)
     assert any(SEARCH_PAGE in h for h in hrefs), f"{SEARCH_WORD!r} not found in {SEARCH_PAGE}: {hrefs}"
     assert page.problems == [], "\n".join(page.problems)
+
+
+def _notebook_pages() -> list[str]:
+    return [p for p in site_pages()
+            if (SITE / "_sources" / p).with_suffix(".ipynb").is_file()]
+
+
+@pytest.mark.parametrize("rel", _notebook_pages() or [pytest.param("none", marks=pytest.mark.skip(
+    reason="no page of the site is built from a notebook yet"))])
+def test_notebook_download_button(server, page, rel):
+    page.goto(f"{server}/{rel}", wait_until="load")
+    link = page.locator(f'a[href$="_sources/{Path(rel).with_suffix(".ipynb").as_posix()}"]')
+    assert link.count() >= 1, f"{rel}: no download link to its notebook"
+    resp = page.request.get(f"{server}/_sources/{Path(rel).with_suffix('.ipynb').as_posix()}")
+    assert resp.status == 200
+    nb = resp.json()
+    assert nb["nbformat"] == 4 and nb["cells"], f"{rel}: the downloaded notebook is empty"
