@@ -196,3 +196,23 @@ def test_grade_bad_dir(tmp_path):
         grade.students_in(tmp_path)
     with pytest.raises(ValueError, match="timeout must"):
         grade.run_notebook(tmp_path / "x.ipynb", 0)
+
+
+def test_gated_solution_spanning_cells_is_removed():
+    """sphinx-exercise's {solution-start} ... {solution-end}, as chapter 1 uses it."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_markdown_cell(
+            "## Exercises\n\n```{exercise} Steps\n:label: ex-ch9-1\n\nCount them.\n```\n\n"
+            "```{solution-start} ex-ch9-1\n:class: dropdown\n```\n\nThe worked answer says 42."),
+        nbformat.v4.new_code_cell("print(42)"),  # untagged, but inside the gate
+        nbformat.v4.new_markdown_cell("```{solution-end}\n```\n\nText after the gate."),
+        nbformat.v4.new_code_cell("x = 1"),
+    ]
+    out, emptied = student.student_edition(nb)
+    assert emptied == 1
+    assert "Count them." in out.cells[0].source and "{exercise}" in out.cells[0].source
+    assert "42" not in out.cells[0].source and "solution-start" not in out.cells[0].source
+    assert out.cells[1].source == student.PLACEHOLDER
+    assert out.cells[2].source.strip() == "Text after the gate."
+    assert out.cells[3].source == "x = 1"
