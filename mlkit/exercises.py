@@ -154,3 +154,25 @@ def close(answer: Any, expected: Any, *, rtol: float = 1e-4, atol: float = 1e-6)
     dev = float(np.max(np.abs(a - e)))
     return False, f"off by up to {dev:.3g}"
 
+
+
+# --- chapter 1: a worked example of a check (written by the product helper; the chapter's
+# author owns the exercise and may change it) ----------------------------------------------
+_CH1_STEPS = (0, 1, 2, 5, 10, 20)
+
+
+@register("ex-ch1-1", hint="For each number of steps call maml.evaluate(meta_model, [task], "
+          "loss_fn=maml.mse_loss, inner_steps=steps, alpha=0.01, metric=maml.mse_loss) and keep "
+          "its single value, in a dict keyed by the number of steps.")
+def _ex_ch1_1(query_mse: Any, meta_model: Any, task: Any) -> tuple[bool, str]:
+    from mlkit import maml
+
+    if not isinstance(query_mse, dict) or sorted(query_mse) != list(_CH1_STEPS):
+        return False, f"expected a dict keyed by the steps {list(_CH1_STEPS)}"
+    expected = [float(maml.evaluate(meta_model, [task], loss_fn=maml.mse_loss, inner_steps=s,
+                                    alpha=0.01, metric=maml.mse_loss)[0]) for s in _CH1_STEPS]
+    try:
+        got = [float(np.asarray(query_mse[s], dtype=float).reshape(-1)[0]) for s in _CH1_STEPS]
+    except (TypeError, ValueError, IndexError):
+        return False, "each value should be the query MSE, one number"
+    return close(got, expected, rtol=1e-3)

@@ -216,3 +216,20 @@ def test_gated_solution_spanning_cells_is_removed():
     assert out.cells[1].source == student.PLACEHOLDER
     assert out.cells[2].source.strip() == "Text after the gate."
     assert out.cells[3].source == "x = 1"
+
+
+def test_ch1_example_check(capsys):
+    """The worked chapter-1 check: the right numbers pass, shifted ones and wrong keys fail."""
+    from mlkit import data as D
+    from mlkit import maml
+
+    torch.manual_seed(0)
+    model, _ = maml.train_sinusoid(3, k_shot=5, inner_steps=1, alpha=0.01, seed=0, progress=False)
+    task = D.sample_sinusoid_tasks(1, k_shot=5, n_query=20, seed=1)
+    right = {s: maml.evaluate(model, [task], loss_fn=maml.mse_loss, inner_steps=s, alpha=0.01,
+                              metric=maml.mse_loss)[0] for s in (0, 1, 2, 5, 10, 20)}
+    assert check("ex-ch1-1", right, model, task)
+    assert not check("ex-ch1-1", {s: v + 0.5 for s, v in right.items()}, model, task)
+    assert not check("ex-ch1-1", {1: right[1]}, model, task)
+    out = capsys.readouterr().out
+    assert out.count("PASS ex-ch1-1") == 1 and out.count("FAIL ex-ch1-1") == 2

@@ -12,8 +12,8 @@ only the checks that depend on it). ``mlkit.exercises.check`` appends every resu
 named by ``MLKIT_EXERCISE_LOG``, so scoring does not trust printed text. The exercises a
 notebook is marked on are the ``check("ex-...")`` calls in the reference notebook of the same
 name in ``--ref`` (the book's chapters), so deleting a check call does not hide a missing
-answer; a notebook with no reference is marked on the calls it contains. An exercise scores 1
-when the last check of it passed, else 0.
+answer, plus any further check calls the submission contains. An exercise scores 1 when the
+last check of it passed, else 0.
 """
 
 from __future__ import annotations
@@ -108,10 +108,10 @@ def grade(folder: Path, ref: Path | None, timeout: int) -> tuple[list[str], dict
         row: dict[str, int] = {}
         for path in notebooks:
             reference = ref / path.name if ref is not None else None
+            expected = []
             if reference is not None and reference.is_file():
                 expected = exercises_in(nbformat.read(reference, as_version=4))
-            else:
-                expected = exercises_in(nbformat.read(path, as_version=4))
+            expected += [e for e in exercises_in(nbformat.read(path, as_version=4)) if e not in expected]
             if not expected:
                 continue
             print(f"running {student}/{path.name} ({len(expected)} checks) ...", file=sys.stderr, flush=True)
