@@ -419,13 +419,14 @@ often is the character behind label 0 the same in two consecutive episodes? What
 network that simply memorised "label 0 looks like this" score on the query sets?
 ```
 
-```{solution-start} ex-ch2-1
+```{solution} ex-ch2-1
 :class: dropdown
-```
 
 Two consecutive episodes almost never share the character behind label 0 (there are 964
 classes), so a memorising network could only guess: 20% on 5-way queries. The learner must
 use the support set.
+The numbers come from the hidden solution cell below.
+```
 """)
 
 code(r"""
@@ -433,12 +434,9 @@ s = D.EpisodeSampler(background, n_way=5, k_shot=1, q_queries=1, seed=42)
 firsts = [int(s.episode().classes[0]) for _ in range(1000)]
 same = sum(a == b for a, b in zip(firsts, firsts[1:]))
 print(f"label 0 repeats its character in {same} of 999 consecutive pairs")
-""", tags=["solution"])
+""", tags=["solution", "hide-cell"])
 
 md(r"""
-```{solution-end}
-```
-
 ```{exercise} Patch size
 :label: ex-ch2-2
 
@@ -471,12 +469,14 @@ most attention change with the temperature?
 :class: dropdown
 
 A low temperature makes every row nearly one-hot on the nearest support example; a high one
-spreads it towards uniform. The single most-attended *example* never changes, because the
-softmax is monotone, but the most-attended *class* can: a class with two moderately close
-examples can overtake a class with one close example as the temperature rises. Cosine
-similarities lie in $[-1, 1]$, so with $T = 1$ the cosine attention is almost uniform; matching
+spreads it towards uniform (with squared Euclidean distances, $T = 100$ gives almost 0.1 to
+each of the ten support examples). The single most-attended *example* never changes, because
+the softmax is monotone, but the most-attended *class* can in principle: a class with two
+moderately close examples can overtake a class with one close example as the temperature
+rises (in this episode it does not happen for these temperatures). Cosine similarities lie in
+$[-1, 1]$, so with $T = 1$ or even $T = 0.1$ the cosine attention is almost uniform; matching
 networks learn their embedding for that scale, our network was not trained for it, and a
-temperature near 0.1 is needed to see structure.
+temperature near 0.01 is needed to see structure.
 ```
 
 ```{exercise} Agnostic or specific?
