@@ -438,3 +438,115 @@ def plot_weight_change(changes: dict[str, object], *, ylabel: str = "relative ch
         ax.set_title(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+# ======================================================================================
+# Chapter 5: the mathematics (meta-gradients, linear MAML, cost, contrastive toy)
+# ======================================================================================
+
+
+def plot_meta_gradient_agreement(rows: list[dict[str, float]]) -> Figure:
+    """First-order and Hessian-vector-product meta-gradients against autograd's along a
+    meta-training run (:func:`mlkit.theory.first_order_drift`): cosine (left), norm ratio
+    (right)."""
+    it = [r["iteration"] for r in rows]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.3))
+    for ax, key, name in ((axes[0], "cosine", "cosine with autograd"),
+                          (axes[1], "norm_ratio", "norm / autograd's norm")):
+        ax.plot(it, [r[key] for r in rows], "o-", label="first order")
+        ax.plot(it, [r["hvp_" + key] for r in rows], "s--", label="Hessian-vector products")
+        ax.axhline(1.0, color="k", lw=0.6, alpha=0.5)
+        ax.set_xlabel("meta-training iteration")
+        ax.set_title(name, fontsize=10)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_linear_maml(task_optima: object, grid_w: object, grid_b: object, objective: object,
+                     closed: object, path: object, *, pooled: object | None = None,
+                     title: str | None = None) -> Figure:
+    """The linear MAML problem in the plane of ``theta = (w, b)``: contour lines of the MAML
+    objective, each task's own least-squares fit (grey dots), the closed-form optimum (star),
+    the path of meta-training (line, ending in a cross) and optionally the pooled fit."""
+    fig, ax = plt.subplots(figsize=(6.2, 4.6))
+    z = _np(objective)
+    levels = np.quantile(z, [0.002, 0.01, 0.03, 0.07, 0.15, 0.3, 0.5, 0.7])
+    cs = ax.contour(_np(grid_w), _np(grid_b), z, levels=np.unique(levels), cmap="viridis",
+                    linewidths=0.8)
+    ax.clabel(cs, fontsize=6, fmt="%.2g")
+    t = _np(task_optima)
+    ax.scatter(t[:, 0], t[:, 1], c="0.6", s=18, label="each task's own fit")
+    if pooled is not None:
+        p = _np(pooled)
+        ax.scatter([p[0]], [p[1]], marker="D", c="tab:green", s=40, zorder=5,
+                   label="pooled fit (0 inner steps)")
+    pa = _np(path)
+    ax.plot(pa[:, 0], pa[:, 1], "-", color="tab:red", lw=1.2, alpha=0.8)
+    ax.scatter([pa[-1, 0]], [pa[-1, 1]], marker="x", c="tab:red", s=70, zorder=6,
+               label="trained by mlkit.maml")
+    c = _np(closed)
+    ax.scatter([c[0]], [c[1]], marker="*", facecolors="none", edgecolors="k", s=260, zorder=7,
+               label="closed-form optimum")
+    ax.set_xlim(float(_np(grid_w).min()), float(_np(grid_w).max()))
+    ax.set_ylim(float(_np(grid_b).min()), float(_np(grid_b).max()))
+    ax.set_xlabel("slope w")
+    ax.set_ylabel("intercept b")
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    return fig
+
+
+def plot_meta_gradient_cost(rows: list[dict[str, object]]) -> Figure:
+    """Time (left) and autograd memory (right) of one meta-gradient against the number of
+    inner steps, second against first order (:func:`mlkit.theory.meta_gradient_cost`)."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+    for order, style in (("second", "o-"), ("first", "s--")):
+        sel = [r for r in rows if r["order"] == order]
+        k = [r["inner_steps"] for r in sel]
+        axes[0].plot(k, [1e3 * float(r["seconds"]) for r in sel], style, label=f"{order} order")
+        axes[1].plot(k, [float(r["graph_bytes"]) / 1024 for r in sel], style,
+                     label=f"{order} order")
+    axes[0].set_ylabel("milliseconds per meta-gradient")
+    axes[1].set_ylabel("KiB held for backward (peak)")
+    for ax in axes:
+        ax.set_xlabel("inner steps")
+        ax.set_xscale("log", base=2)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_contrastive_toy(snapshots: object, labels: object, margin: float, *,
+                         radius: float | None = None, title: str | None = None) -> Figure:
+    """Free 2-D points moved by a contrastive loss (:func:`mlkit.theory.contrastive_toy`):
+    the start (left) and the end (right). On the right each class centre carries a circle of
+    radius m/2: two circles overlap exactly when their centres are closer than the margin."""
+    s = _np(snapshots)
+    y = _np(labels)
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4.2))
+    lim = max(float(np.abs(s).max()), (radius or 0.0)) * 1.1 + margin / 2
+    for ax, pts, name in ((axes[0], s[0], "start"), (axes[1], s[-1], "after training")):
+        for c in np.unique(y):
+            ax.scatter(pts[y == c, 0], pts[y == c, 1], s=22, color=f"C{int(c)}",
+                       label=f"class {int(c)}")
+            if name != "start":
+                ctr = pts[y == c].mean(0)
+                ax.add_patch(plt.Circle(tuple(ctr), margin / 2, fill=False, ls="--", lw=0.8,
+                                        color=f"C{int(c)}"))
+        if radius is not None:
+            ax.add_patch(plt.Circle((0, 0), radius, fill=False, color="k", lw=0.6, alpha=0.5))
+        ax.set_xlim(-lim, lim)
+        ax.set_ylim(-lim, lim)
+        ax.set_aspect("equal")
+        ax.set_title(name, fontsize=10)
+        ax.grid(alpha=0.2)
+    axes[0].legend(fontsize=7, loc="upper left")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
