@@ -176,3 +176,46 @@ def _ex_ch1_1(query_mse: Any, meta_model: Any, task: Any) -> tuple[bool, str]:
     except (TypeError, ValueError, IndexError):
         return False, "each value should be the query MSE, one number"
     return close(got, expected, rtol=1e-3)
+
+
+# --- chapter 5: the mathematics ----------------------------------------------------------
+# The problems are fixed here and in the chapter's exercise text: linear tasks
+# mlkit.theory.sample_linear_tasks(seed=0), alpha = 0.3, two inner steps; the contrastive toy
+# mlkit.theory.toy_points() (defaults), Hadsell's form, no radius, no noise.
+
+CH5_ALPHA, CH5_STEPS = 0.3, 2
+
+
+@register("ex-ch5-1", hint="Each inner step multiplies by (I - alpha A_i), A_i the support "
+                           "Hessian; apply both factors to the query gradient at the fast "
+                           "weights, then average over tasks.")
+def _ex_ch5_1(answer: Any) -> tuple[bool, str]:
+    from . import maml as M
+    from . import theory as T
+
+    tasks = T.sample_linear_tasks(seed=0)
+    g = M.meta_gradient(T.linear_model((0.0, 0.0)), tasks, loss_fn=M.mse_loss,
+                        inner_steps=CH5_STEPS, alpha=CH5_ALPHA)
+    return close(answer, T.flat(g).detach(), rtol=1e-6, atol=1e-9)
+
+
+@register("ex-ch5-2", hint="Without a radius or noise the loss has no length scale but m; "
+                           "compare class_spacing(...)['between'] of two runs.")
+def _ex_ch5_2(answer: Any) -> tuple[bool, str]:
+    from . import theory as T
+
+    points, labels = T.toy_points()
+    between = [T.class_spacing(T.contrastive_toy(points, labels, m, form="hadsell", radius=None,
+                                                 steps=300, lr=0.02)[-1], labels)["between"]
+               for m in (1.0, 2.0)]
+    return close(answer, between[1] / between[0], rtol=0.05, atol=0.0)
+
+
+@register("ex-ch5-3", hint="First order drops the factor M_i^T: set the sum over tasks of "
+                           "Q_i (M_i theta + c_i) - r_i to zero and solve for theta.")
+def _ex_ch5_3(answer: Any) -> tuple[bool, str]:
+    from . import theory as T
+
+    expected = T.linear_fomaml_fixed_point(T.sample_linear_tasks(seed=0), alpha=CH5_ALPHA,
+                                           inner_steps=CH5_STEPS)
+    return close(answer, expected, rtol=1e-3, atol=1e-4)
