@@ -443,3 +443,666 @@ def weight_change(
         else:
             out[name] = diff
     return out
+
+
+# ======================================================================================
+# Chapter 6: representation similarity, gradient attributions, support influence, and
+# what the inner loop does step by step. Each tool takes either a MAML model with fast
+# weights or a metric learner's scorer (:func:`prototype_scorer`, :func:`pair_similarity`).
+# ======================================================================================
+
+from dataclasses import field  # noqa: E402
+
+__all__ += [
+    "linear_cka",
+    "default_layers",
+    "layer_activations",
+    "layer_cka",
+    "frozen_statistics",
+    "prototype_scorer",
+    "pair_similarity",
+    "Attribution",
+    "saliency",
+    "integrated_gradients",
+    "loo_influence",
+    "gradient_influence",
+    "Trajectory",
+    "fast_weight_trajectory",
+    "layer_of",
+    "activation_change",
+    "top_activating",
+    "effective_rank",
+    "dead_units",
+]
+
+
+def _flat64(name: str, x: object) -> Tensor:
+    x = _check_tensor(name, x, 1)
+    if x.dim() == 1:
+        x = x[:, None]
+    return x.detach().reshape(x.shape[0], -1).to(torch.float64)
+
+
+def linear_cka(x: Tensor, y: Tensor) -> float:
+    """Linear centred kernel alignment of two representations of the same ``n`` examples.
+
+    ``x`` is ``(n, ...)`` and ``y`` is ``(n, ...)`` (flattened to ``(n, p)`` and ``(n, q)``:
+    a conv layer's whole feature map is one vector per example). Following Kornblith,
+    Norouzi, Lee & Hinton (2019), with column-centred ``X`` and ``Y``,
+
+    $$\\mathrm{CKA}(X, Y) = \\frac{\\lVert Y^\\top X \\rVert_F^2}
+    {\\lVert X^\\top X \\rVert_F \\, \\lVert Y^\\top Y \\rVert_F},$$
+
+    computed through the ``n x n`` Gram matrices in float64. It lies in ``[0, 1]``, equals 1
+    for ``Y = c X Q`` (``Q`` orthogonal, ``c != 0``) and is not changed by isotropic scaling
+    or orthogonal transforms of either argument; it *is* changed by general invertible maps.
+    """
+    a, b = _flat64("x", x), _flat64("y", y)
+    if a.shape[0] != b.shape[0]:
+        raise ValueError(f"x and y must describe the same examples: x has {a.shape[0]}, y has "
+                         f"{b.shape[0]}")
+    if a.shape[0] < 2:
+        raise ValueError(f"x must hold at least 2 examples, got {a.shape[0]}")
+    if not (torch.isfinite(a).all() and torch.isfinite(b).all()):
+        raise ValueError("x and y must be finite (no NaN or inf)")
+    a = a - a.mean(0, keepdim=True)
+    b = b - b.mean(0, keepdim=True)
+    k, l_ = a @ a.T, b @ b.T  # centred Gram matrices: <K, L> = ||Y^T X||_F^2
+    nk, nl = k.norm(), l_.norm()
+    if nk == 0 or nl == 0:
+        raise ValueError("x and y must each vary across examples (a constant representation "
+                         "has no CKA)")
+    return float((k * l_).sum() / (nk * nl))
+
+
+def default_layers(model: nn.Module) -> list[str]:
+    """The layers the chapter compares: each block of ``model.body`` and ``head`` (if any).
+
+    For a model without a ``body`` Sequential, every leaf module.
+    """
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    body = getattr(model, "body", None)
+    if isinstance(body, nn.Sequential):
+        names = [f"body.{i}" for i in range(len(body))]
+        if isinstance(getattr(model, "head", None), nn.Module):
+            names.append("head")
+        return names
+    return [n for n, m in model.named_modules() if n and not any(True for _ in m.children())]
+
+
+def layer_activations(
+    model: nn.Module,
+    params: Mapping[str, Tensor] | None,
+    x: Tensor,
+    layers: Sequence[str] | None = None,
+) -> dict[str, Tensor]:
+    """Each layer's output for the batch ``x`` under weights ``params`` (default: the model's).
+
+    Runs ``model`` once through ``torch.func.functional_call`` (so fast weights from
+    :func:`mlkit.maml.adapt` work) with forward hooks on ``layers`` (default
+    :func:`default_layers`). With batch-statistics BatchNorm the activations of one example
+    depend on the rest of ``x``: compare representations on the same batch.
+    """
+    from torch.func import functional_call
+
+    x = _check_tensor("x", x, 2)
+    layers = default_layers(model) if layers is None else list(layers)
+    with torch.no_grad(), record_activations(model, layers) as acts:
+        if params is None:
+            model(x)
+        else:
+            functional_call(model, dict(params), (x,))
+    return {name: acts[name] for name in layers}
+
+
+def layer_cka(
+    model: nn.Module,
+    params_before: Mapping[str, Tensor] | None,
+    params_after: Mapping[str, Tensor],
+    x: Tensor,
+    layers: Sequence[str] | None = None,
+) -> dict[str, float]:
+    """Linear CKA, layer by layer, between a model's representations of ``x`` under two sets of
+    weights: Raghu, Raghu, Bengio & Vinyals (2020)'s test of *feature reuse* (CKA near 1 before
+    and after the inner loop: the layer was reused, not relearned).
+
+    ``params_before`` is usually the meta-learned initialisation (``None``: the model's own
+    parameters) and ``params_after`` the fast weights; ``x`` the query images of the task.
+    """
+    before = layer_activations(model, params_before, x, layers)
+    after = layer_activations(model, params_after, x, layers)
+    return {name: linear_cka(before[name], after[name]) for name in before}
+
+
+def _uses_batch_statistics(m: nn.Module) -> bool:
+    return isinstance(m, nn.modules.batchnorm._BatchNorm) and (
+        m.training or m.running_mean is None)
+
+
+def frozen_statistics(
+    model: nn.Module,
+    params: Mapping[str, Tensor] | None,
+    reference_x: Tensor,
+) -> Callable[[Tensor], Tensor]:
+    """``f(x)``: the model under ``params`` with every batch-statistics BatchNorm *frozen* to the
+    statistics it computes on ``reference_x``.
+
+    Finn's network normalises each batch with its own mean and variance, so one example's
+    output depends on the rest of the batch. Gradient attributions need a function of one
+    example: Integrated Gradients feeds a batch of interpolated copies of one image, whose
+    statistics would replace the real batch's. Here the per-channel mean and (biased)
+    variance are computed once, on the real batch ``reference_x`` (e.g. the task's query set),
+    and every later call normalises with those fixed values. Then ``f(reference_x)`` equals
+    the model's ordinary output on ``reference_x``, and ``f`` treats examples independently.
+    BatchNorm layers that already use running statistics (``eval()`` mode) are left alone.
+    """
+    from torch.func import functional_call
+
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    reference_x = _check_tensor("reference_x", reference_x, 2)
+    if reference_x.shape[0] < 2:
+        raise ValueError(f"reference_x must hold at least 2 examples (a batch to take "
+                         f"statistics from), got {reference_x.shape[0]}")
+    params = dict(model.named_parameters()) if params is None else dict(params)
+    bns = {n: m for n, m in model.named_modules() if _uses_batch_statistics(m)}
+    stats: dict[str, tuple[Tensor, Tensor]] = {}
+
+    def recorder(name: str) -> Callable:
+        def hook(_m: nn.Module, inputs: tuple) -> None:
+            h = inputs[0].detach()
+            dims = [0] + list(range(2, h.dim()))
+            stats[name] = (h.mean(dims), h.var(dims, unbiased=False))
+        return hook
+
+    handles = [m.register_forward_pre_hook(recorder(n)) for n, m in bns.items()]
+    try:
+        with torch.no_grad():
+            functional_call(model, params, (reference_x,))
+    finally:
+        for h in handles:
+            h.remove()
+
+    def frozen(name: str) -> Callable:
+        def hook(m: nn.Module, inputs: tuple, _output: Tensor) -> Tensor:
+            mean, var = stats[name]
+            h = inputs[0]
+            return F.batch_norm(h, mean.to(h.dtype), var.to(h.dtype), m.weight, m.bias,
+                                training=False, eps=m.eps)
+        return hook
+
+    def forward(x: Tensor) -> Tensor:
+        hs = [m.register_forward_hook(frozen(n)) for n, m in bns.items()]
+        try:
+            return functional_call(model, params, (x,))
+        finally:
+            for h in hs:
+                h.remove()
+
+    return forward
+
+
+def prototype_scorer(
+    embed: Callable[[Tensor], Tensor],
+    support_x: Tensor,
+    support_y: Tensor,
+    n_way: int | None = None,
+) -> Callable[[Tensor], Tensor]:
+    """``f(x)``: a metric learner's class scores for queries ``x``, ``-||embed(x) - p_c||^2``.
+
+    ``p_c`` is the mean support embedding of class ``c`` (Snell et al. 2017); with one shot
+    per class it is the support image's embedding, i.e. the Siamese network's nearest-
+    neighbour rule on squared distances (Koch et al. 2015). The support set is embedded
+    once, without gradients, so attributions of ``f`` are with respect to the query only.
+    """
+    support_x = _check_tensor("support_x", support_x, 2)
+    support_y = _check_tensor("support_y", support_y)
+    if support_y.shape != support_x.shape[:1]:
+        raise ValueError(f"support_y must have one label per support example "
+                         f"({support_x.shape[0]}), got shape {tuple(support_y.shape)}")
+    n_way = int(support_y.max()) + 1 if n_way is None else n_way
+    _check_positive_int("n_way", n_way)
+    if support_y.min() < 0 or support_y.max() >= n_way:
+        raise ValueError(f"support_y labels must be in [0, {n_way - 1}]")
+    counts = torch.bincount(support_y.long(), minlength=n_way)
+    if bool((counts == 0).any()):
+        raise ValueError("support_y must give every class at least one support example")
+    with torch.no_grad():
+        z = embed(support_x)
+    protos = torch.zeros(n_way, z.shape[1], dtype=z.dtype).index_add_(0, support_y.long(), z)
+    protos = protos / counts[:, None].to(z.dtype)
+
+    def forward(x: Tensor) -> Tensor:
+        q = embed(x)
+        return -(q[:, None, :] - protos[None].to(q.dtype)).pow(2).sum(-1)
+
+    return forward
+
+
+def pair_similarity(
+    embed: Callable[[Tensor], Tensor],
+    other: Tensor,
+) -> Callable[[Tensor], Tensor]:
+    """``s(x) = -d(embed(x), embed(other))``: a Siamese pair's similarity as a function of one image.
+
+    ``other`` is the pair's second image ``(1, C, H, W)`` (or one per row of ``x``); ``d`` is
+    the Euclidean distance of :func:`mlkit.siamese.euclidean_distance`. Attributing ``s``
+    with respect to ``x`` and then swapping the roles gives each image's share of the
+    decision "same" or "different". Put an embedding with BatchNorm in ``eval()`` mode first.
+    """
+    from .siamese import euclidean_distance
+
+    other = _check_tensor("other", other, 2)
+    with torch.no_grad():
+        zo = embed(other)
+
+    def forward(x: Tensor) -> Tensor:
+        z = embed(x)
+        o = zo.to(z.dtype).expand_as(z) if zo.shape[0] == 1 else zo.to(z.dtype)
+        return -euclidean_distance(z, o)
+
+    return forward
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """A gradient attribution of ``f(x)[target]``: a map with ``x``'s shape per example.
+
+    ``delta`` (Integrated Gradients only) is Captum's completeness error
+    ``sum(attribution) - (f(x) - f(baseline))`` per example; ``output`` and
+    ``baseline_output`` are ``f(x)[target]`` and ``f(baseline)[target]``.
+    """
+
+    attribution: Tensor
+    output: Tensor
+    baseline_output: Tensor | None = None
+    delta: Tensor | None = None
+
+
+def _target_value(forward: Callable[[Tensor], Tensor], x: Tensor,
+                  target: int | Tensor | None) -> Tensor:
+    out = forward(x)
+    if out.dim() == 1:
+        if target is not None:
+            raise ValueError("target must be None when the function returns one number per "
+                             "example")
+        return out
+    if target is None:
+        raise ValueError(f"target must name an output column in [0, {out.shape[1] - 1}] for "
+                         f"a function with {out.shape[1]} outputs")
+    t = torch.as_tensor(target).long().reshape(-1)
+    if t.numel() not in (1, out.shape[0]) or t.min() < 0 or t.max() >= out.shape[1]:
+        raise ValueError(f"target must be an index (or one per example) in "
+                         f"[0, {out.shape[1] - 1}], got {target!r}")
+    return out.gather(1, t.expand(out.shape[0])[:, None])[:, 0]
+
+
+def saliency(
+    forward: Callable[[Tensor], Tensor],
+    x: Tensor,
+    *,
+    target: int | Tensor | None = None,
+    absolute: bool = True,
+) -> Attribution:
+    """Saliency (Simonyan, Vedaldi & Zisserman 2014) with Captum: ``|d f(x)[target] / d x|``.
+
+    ``forward`` maps a batch to scores, e.g. :func:`frozen_statistics` of an adapted MAML
+    model, :func:`prototype_scorer` or :func:`pair_similarity`. With ``absolute=False`` the
+    signed gradient is returned.
+    """
+    from captum.attr import Saliency
+
+    x = _check_tensor("x", x, 2)
+    with torch.no_grad():
+        out = _target_value(forward, x, target)
+    attr = Saliency(forward).attribute(x.detach().clone().requires_grad_(), target=target,
+                                       abs=absolute)
+    return Attribution(attr.detach(), out.detach())
+
+
+def integrated_gradients(
+    forward: Callable[[Tensor], Tensor],
+    x: Tensor,
+    *,
+    target: int | Tensor | None = None,
+    baseline: float | Tensor = 0.0,
+    n_steps: int = 64,
+    method: str = "gausslegendre",
+) -> Attribution:
+    """Integrated Gradients (Sundararajan, Taly & Yan 2017) with Captum:
+
+    $$\\mathrm{IG}_i(x) = (x_i - x'_i) \\int_0^1 \\frac{\\partial f(x' + t (x - x'))}
+    {\\partial x_i} \\, dt,$$
+
+    approximated with ``n_steps`` points (``method`` as Captum's). Completeness,
+    ``sum_i IG_i = f(x) - f(x')``, holds up to the quadrature error reported in ``delta``.
+    ``forward`` must treat examples independently: for a batch-statistics BatchNorm network
+    pass :func:`frozen_statistics`, otherwise the interpolation batch sets the statistics.
+    The default baseline ``x' = 0`` is a blank page for Omniglot's ink-is-1 images.
+    """
+    from captum.attr import IntegratedGradients
+
+    x = _check_tensor("x", x, 2)
+    _check_positive_int("n_steps", n_steps, 2)
+    if method not in ("gausslegendre", "riemann_trapezoid", "riemann_middle", "riemann_left",
+                      "riemann_right"):
+        raise ValueError(f"method must be one of Captum's ('gausslegendre', 'riemann_*'), got "
+                         f"{method!r}")
+    base = torch.as_tensor(baseline, dtype=x.dtype)
+    base = base.expand_as(x).clone() if base.dim() == 0 or base.shape != x.shape else base
+    with torch.no_grad():
+        out = _target_value(forward, x, target)
+        out0 = _target_value(forward, base, target)
+    attr, delta = IntegratedGradients(forward).attribute(
+        x.detach(), baselines=base, target=target, n_steps=n_steps, method=method,
+        return_convergence_delta=True)
+    return Attribution(attr.detach(), out.detach(), out0.detach(), delta.detach())
+
+
+# --------------------------------------------------------------------------------------
+# Support-example influence
+# --------------------------------------------------------------------------------------
+
+FitPredict = Callable[[Tensor, Tensor, Tensor], Tensor]
+
+
+def _check_episode_tensors(support_x: Tensor, support_y: Tensor, query_x: Tensor,
+                           query_y: Tensor) -> None:
+    _check_tensor("support_x", support_x, 2)
+    _check_tensor("query_x", query_x, 2)
+    _check_tensor("support_y", support_y)
+    _check_tensor("query_y", query_y)
+    if support_y.shape != support_x.shape[:1]:
+        raise ValueError(f"support_y must hold one label per support example "
+                         f"({support_x.shape[0]}), got shape {tuple(support_y.shape)}")
+    if query_y.shape != query_x.shape[:1]:
+        raise ValueError(f"query_y must hold one label per query ({query_x.shape[0]}), got "
+                         f"shape {tuple(query_y.shape)}")
+    if support_x.shape[1:] != query_x.shape[1:]:
+        raise ValueError(f"query_x must have the support images' shape {tuple(support_x.shape[1:])}, "
+                         f"got {tuple(query_x.shape[1:])}")
+    if support_x.shape[0] < 2:
+        raise ValueError(f"support_x must hold at least 2 examples, got {support_x.shape[0]}")
+
+
+def _per_query_loss(logits: Tensor, y: Tensor) -> Tensor:
+    return F.cross_entropy(logits, y.long(), reduction="none")
+
+
+def loo_influence(
+    fit_predict: FitPredict,
+    support_x: Tensor,
+    support_y: Tensor,
+    query_x: Tensor,
+    query_y: Tensor,
+) -> Tensor:
+    """Leave-one-out influence of each support example on each query's loss.
+
+    ``fit_predict(support_x, support_y, query_x)`` runs the base learner on a support set and
+    returns query logits: MAML's inner loop followed by a prediction, or a prototype
+    classifier. ``influence[q, i] = L_q(S \\ {i}) - L_q(S)``, the rise of query ``q``'s
+    cross-entropy when support example ``i`` is left out and the learner re-adapted
+    (Koh & Liang 2017 approximate exactly this quantity; here it is computed). Positive:
+    example ``i`` helped query ``q``. Returns ``(n_query, n_support)``.
+    """
+    _check_episode_tensors(support_x, support_y, query_x, query_y)
+    n = support_x.shape[0]
+    with torch.no_grad():
+        full = _per_query_loss(fit_predict(support_x, support_y, query_x).detach(), query_y)
+    cols = []
+    for i in range(n):
+        keep = torch.arange(n) != i
+        logits = fit_predict(support_x[keep], support_y[keep], query_x).detach()
+        cols.append(_per_query_loss(logits, query_y) - full)
+    return torch.stack(cols, 1)
+
+
+def gradient_influence(
+    fit_predict: FitPredict,
+    support_x: Tensor,
+    support_y: Tensor,
+    query_x: Tensor,
+    query_y: Tensor,
+) -> tuple[Tensor, Tensor]:
+    """The gradient of the query loss with respect to the support *images*, through the
+    base learner (for MAML: through the inner loop, second order).
+
+    Returns ``(grad, score)``: ``grad`` has ``support_x``'s shape, ``dL_Q / d x_i`` with
+    ``L_Q`` the mean query cross-entropy; ``score[i] = -<grad_i, x_i>`` is the first-order
+    estimate of the rise in ``L_Q`` when image ``i`` is blanked (set to 0), the
+    differentiable cousin of :func:`loo_influence` (positive: the image helped).
+    ``fit_predict`` must keep the graph from ``support_x`` to the logits (MAML: adapt with
+    ``first_order=False``).
+    """
+    _check_episode_tensors(support_x, support_y, query_x, query_y)
+    sx = support_x.detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        loss = _per_query_loss(fit_predict(sx, support_y, query_x), query_y).mean()
+        (g,) = torch.autograd.grad(loss, sx, allow_unused=True)
+    if g is None:
+        raise ValueError("fit_predict's logits do not depend on support_x (no gradient path): "
+                         "adapt with first_order=False and keep the graph")
+    score = -(g * support_x).reshape(len(g), -1).sum(1)
+    return g.detach(), score.detach()
+
+
+# --------------------------------------------------------------------------------------
+# The inner loop, step by step
+# --------------------------------------------------------------------------------------
+
+
+def layer_of(name: str, depth: int = 2) -> str:
+    """The layer a parameter belongs to: its module path cut to ``depth`` parts
+    (``"body.0.1.weight"`` -> ``"body.0"``, ``"head.bias"`` -> ``"head"``)."""
+    _check_positive_int("depth", depth)
+    parts = name.split(".")[:-1] or [name]
+    return ".".join(parts[:depth])
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    """What :func:`fast_weight_trajectory` records at steps ``0 .. inner_steps``.
+
+    ``params[t]`` are the fast weights after ``t`` steps (``params[0]`` the initialisation;
+    with a leading task axis in the task-batch layout). ``support_loss[t]`` and, when
+    queries were given, ``query_loss[t]`` and ``query_accuracy[t]`` are measured at those
+    weights (means over tasks); ``task_accuracy[t]`` holds each task's query accuracy.
+    ``step_size[layer][t-1]`` is ``||theta_t - theta_{t-1}||`` over the layer's parameters and
+    ``distance[layer][t]`` is ``||theta_t - theta_0||`` (Frobenius norms over all the layer's
+    tensors; root mean square over tasks in the task-batch layout).
+    """
+
+    params: list[dict[str, Tensor]]
+    support_loss: list[float]
+    query_loss: list[float] = field(default_factory=list)
+    query_accuracy: list[float] = field(default_factory=list)
+    task_accuracy: list[Tensor] = field(default_factory=list)
+    step_size: dict[str, list[float]] = field(default_factory=dict)
+    distance: dict[str, list[float]] = field(default_factory=dict)
+
+
+def fast_weight_trajectory(
+    model: nn.Module,
+    support_x: Tensor,
+    support_y: Tensor,
+    *,
+    loss_fn: Callable[[Tensor, Tensor], Tensor],
+    inner_steps: int,
+    alpha: float,
+    query_x: Tensor | None = None,
+    query_y: Tensor | None = None,
+    query_loss_fn: Callable[[Tensor, Tensor], Tensor] | None = None,
+    params: Mapping[str, Tensor] | None = None,
+    adapt_names: Sequence[str] | None = None,
+    batched: bool = False,
+    depth: int = 2,
+) -> Trajectory:
+    """Run MAML's inner loop one step at a time and record it.
+
+    Each step is ``theta_{t+1} = theta_t - alpha grad_theta L_S(theta_t)`` on the parameters
+    ``adapt_names`` (default all; ANIL: the head's), so the recorded fast weights equal
+    :func:`mlkit.maml.adapt` with ``inner_steps=t`` (first order: only values are kept).
+    With ``batched=True`` the tensors carry a leading task axis and the task-batch layout of
+    :func:`mlkit.maml.predict_tasks` runs all tasks at once (as :func:`mlkit.maml.adapt_tasks`).
+    Records the support loss, the query loss and accuracy (when ``query_x``/``query_y`` are
+    given; ``query_loss_fn`` defaults to ``loss_fn``) and the size of each step per layer
+    (:func:`layer_of` with ``depth``). Observation only: nothing is meta-trained.
+    """
+    from . import maml
+
+    maml._check_inner(inner_steps, alpha)
+    if (query_x is None) != (query_y is None):
+        raise ValueError("query_x and query_y must be given together")
+    qloss = loss_fn if query_loss_fn is None else query_loss_fn
+    p = {k: v.detach() for k, v in (dict(model.named_parameters()) if params is None
+                                    else dict(params)).items()}
+    names = list(p) if adapt_names is None else list(adapt_names)
+    unknown = [n for n in names if n not in p]
+    if unknown:
+        raise ValueError(f"adapt_names holds names that are not parameters: {unknown}")
+    if batched:
+        if support_x.dim() < 3 or support_y.shape[0] != support_x.shape[0]:
+            raise ValueError(f"support_x must be (tasks, examples, ...) with support_y "
+                             f"(tasks, examples) when batched, got {tuple(support_x.shape)} "
+                             f"and {tuple(support_y.shape)}")
+        n_tasks = support_x.shape[0]
+        p = {k: v.unsqueeze(0).expand(n_tasks, *v.shape) for k, v in p.items()}
+        forward = lambda w, x: maml.predict_tasks(model, w, x)  # noqa: E731
+    else:
+        maml._check_xy(support_x, support_y, maml._n_out(model),
+                       not torch.is_floating_point(support_y), "support")
+        n_tasks = 1
+        forward = lambda w, x: maml.predict(model, w, x)  # noqa: E731
+    history = [p]
+    s_loss: list[float] = []
+    q_loss: list[float] = []
+    q_acc: list[float] = []
+    t_acc: list[Tensor] = []
+
+    def measure(w: dict[str, Tensor]) -> None:
+        with torch.no_grad():
+            s_loss.append(float(loss_fn(forward(w, support_x), support_y).mean()))
+            if query_x is not None:
+                out = forward(w, query_x)
+                q_loss.append(float(qloss(out, query_y).mean()))
+                if not torch.is_floating_point(query_y):
+                    acc = maml.accuracy(out, query_y).reshape(-1)
+                    t_acc.append(acc)
+                    q_acc.append(float(acc.mean()))
+
+    measure(p)
+    for _ in range(inner_steps):
+        targets = [p[n].detach().requires_grad_() for n in names]
+        w = {**p, **dict(zip(names, targets))}
+        with torch.enable_grad():
+            loss = loss_fn(forward(w, support_x), support_y).sum()  # tasks are independent
+            grads = torch.autograd.grad(loss, targets)
+        p = {**p, **{n: (t - alpha * g).detach() for n, t, g in zip(names, targets, grads)}}
+        history.append(p)
+        measure(p)
+    layers = list(dict.fromkeys(layer_of(n, depth) for n in p))
+
+    def norm(a: dict[str, Tensor], b: dict[str, Tensor], layer: str) -> float:
+        sq = sum(float((a[n] - b[n]).pow(2).sum()) for n in a if layer_of(n, depth) == layer)
+        return (sq / n_tasks) ** 0.5
+
+    step = {lay: [norm(history[t + 1], history[t], lay) for t in range(inner_steps)]
+            for lay in layers}
+    dist = {lay: [norm(history[t], history[0], lay) for t in range(inner_steps + 1)]
+            for lay in layers}
+    return Trajectory(history, s_loss, q_loss, q_acc, t_acc, step, dist)
+
+
+def task_params(params: Mapping[str, Tensor], task: int) -> dict[str, Tensor]:
+    """One task's fast weights out of a task-batch set (leading task axis)."""
+    first = next(iter(params.values()))
+    if isinstance(task, bool) or not isinstance(task, int) or not 0 <= task < first.shape[0]:
+        raise ValueError(f"task must be an index in [0, {first.shape[0] - 1}], got {task!r}")
+    return {k: v[task] for k, v in params.items()}
+
+
+__all__ += ["task_params"]
+
+
+@dataclass(frozen=True)
+class ActivationChange:
+    """Result of :func:`activation_change`.
+
+    ``per_step[layer][t] = ||a_t - a_0|| / ||a_0||`` over the whole batch; ``per_unit[layer]``
+    is, for each unit (channel), the mean absolute change after the last step divided by
+    the layer's mean absolute activation before adaptation.
+    """
+
+    per_step: dict[str, list[float]]
+    per_unit: dict[str, Tensor]
+
+
+__all__ += ["ActivationChange"]
+
+
+def activation_change(
+    model: nn.Module,
+    params: Sequence[Mapping[str, Tensor]],
+    x: Tensor,
+    layers: Sequence[str] | None = None,
+) -> ActivationChange:
+    """How each layer's (and each unit's) activations on ``x`` move across the inner steps.
+
+    ``params`` is the list of fast weights at steps ``0 .. T`` (e.g.
+    :attr:`Trajectory.params`). Activations are recorded with hooks on ``layers``
+    (default :func:`default_layers`) for the same batch ``x`` at every step.
+    """
+    if not isinstance(params, Sequence) or len(params) < 2:
+        raise ValueError("params must be a sequence of at least 2 weight sets (steps 0..T)")
+    acts = [layer_activations(model, p, x, layers) for p in params]
+    per_step: dict[str, list[float]] = {}
+    per_unit: dict[str, Tensor] = {}
+    for name, a0 in acts[0].items():
+        size = float(a0.norm()) or 1.0
+        per_step[name] = [float((a[name] - a0).norm()) / size for a in acts]
+        last = acts[-1][name]
+        dims = [0] + list(range(2, a0.dim()))
+        scale = float(a0.abs().mean()) or 1.0
+        per_unit[name] = (last - a0).abs().mean(dims) / scale
+    return ActivationChange(per_step, per_unit)
+
+
+def top_activating(activations: Tensor, k: int = 5) -> Tensor:
+    """Indices of the ``k`` examples that activate each unit most: ``(units, k)``.
+
+    ``activations`` is ``(n, units)`` or ``(n, units, H, W)`` (then averaged over space):
+    the usual "which inputs drive this neuron" visualisation (Zeiler & Fergus 2014).
+    """
+    a = _check_tensor("activations", activations, 2)
+    _check_positive_int("k", k)
+    if k > a.shape[0]:
+        raise ValueError(f"k must be in [1, {a.shape[0]}] (the number of examples), got {k}")
+    a = a.reshape(a.shape[0], a.shape[1], -1).mean(-1)
+    return a.topk(k, dim=0).indices.T
+
+
+def effective_rank(z: Tensor) -> float:
+    """Roy & Vetterli (2007)'s effective rank of a representation ``(n, d)``: ``exp`` of the
+    entropy of its normalised singular values (after centring). It is ``d`` for a
+    representation that spreads evenly over ``d`` directions and 1 when it has collapsed
+    onto a line; a collapsed embedding (every input mapped near one point) scores low.
+    """
+    z = _flat64("z", z)
+    if z.shape[0] < 2:
+        raise ValueError(f"z must hold at least 2 examples, got {z.shape[0]}")
+    s = torch.linalg.svdvals(z - z.mean(0, keepdim=True))
+    if float(s.sum()) == 0.0:
+        return 0.0
+    p = s / s.sum()
+    p = p[p > 0]
+    return float(torch.exp(-(p * p.log()).sum()))
+
+
+def dead_units(z: Tensor, tol: float = 0.0) -> Tensor:
+    """Which units of a representation ``(n, units, ...)`` never rise above ``tol`` on any
+    example (a ReLU that is off for every input carries no information): bool ``(units,)``."""
+    z = _check_tensor("z", z, 2)
+    if not tol >= 0:
+        raise ValueError(f"tol must be >= 0, got {tol}")
+    return (z.reshape(z.shape[0], z.shape[1], -1) <= tol).all(-1).all(0)
