@@ -101,6 +101,9 @@ class Slider:
             self.fmt.format(values[0])
         except (ValueError, IndexError, KeyError, TypeError) as e:
             raise ValueError(f"fmt must format a value, e.g. '{{:.3g}}' (slider {self.name!r}: {e})") from None
+        labels = [self.fmt.format(v) for v in values]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"fmt must tell the values apart (slider {self.name!r}: {labels})")
         object.__setattr__(self, "values", tuple(values))
         object.__setattr__(self, "index", matches[0])
 

@@ -97,6 +97,7 @@ def test_live_widget_calls_fn_with_slider_values():
     (dict(name="not a name", values=[1], value=1), "name"),
     (dict(name="a", values=5, value=5), "values"),
     (dict(name="a", values=[1.0], value=1.0, fmt="{:q}"), "fmt"),
+    (dict(name="alpha", values=[0.001, 0.003], value=0.001, fmt="{:.1f}"), "fmt"),
 ])
 def test_bad_slider_raises_naming_argument(kwargs, word):
     with pytest.raises(ValueError, match=rf"^{word} "):
