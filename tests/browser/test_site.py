@@ -128,7 +128,7 @@ def test_page_loads_clean(server, page, rel):
 
 
 def _explorer_pages() -> list[str]:
-    return [p for p in site_pages() if "mlkit-explorer" in (SITE / p).read_text(encoding="utf-8")]
+    return [p for p in site_pages() if 'class="mlkit-explorer"' in (SITE / p).read_text(encoding="utf-8")]
 
 
 @pytest.mark.parametrize("rel", _explorer_pages() or [pytest.param("none", marks=pytest.mark.skip(
