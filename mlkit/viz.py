@@ -550,3 +550,227 @@ def plot_contrastive_toy(snapshots: object, labels: object, margin: float, *,
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+# ======================================================================================
+# Chapter 6: opening the box (CKA per layer, inner-loop trajectories, attributions,
+# support influence, the debugging case study)
+# ======================================================================================
+
+
+def plot_cka_layers(cka: dict[str, object], *, references: dict[str, float] | None = None,
+                    title: str | None = None, ax: plt.Axes | None = None) -> Figure:
+    """CKA per layer (bars: mean over tasks; whiskers: 95% interval) for one or more
+    settings, ``{setting: {layer: per-task values}}``; ``references`` draws horizontal lines
+    (e.g. Raghu et al.'s 0.9 for the body and 0.5 for the head)."""
+    fig, ax = (plt.subplots(figsize=(7, 3.4)) if ax is None else (ax.figure, ax))
+    settings = list(cka)
+    layers = list(next(iter(cka.values())))
+    width = 0.8 / len(settings)
+    for k, s in enumerate(settings):
+        vals = [_np(cka[s][lay]).ravel() for lay in layers]
+        means = [v.mean() for v in vals]
+        halves = [1.96 * v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else 0.0 for v in vals]
+        ax.bar(np.arange(len(layers)) + (k - (len(settings) - 1) / 2) * width, means, width,
+               yerr=halves, capsize=3, label=s)
+    for name, y in (references or {}).items():
+        ax.axhline(y, color="k", ls="--", lw=1)
+        ax.text(len(layers) - 0.5, y, name, ha="right", va="bottom", fontsize=8)
+    ax.set_xticks(range(len(layers)), layers)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("linear CKA before vs after")
+    if len(settings) > 1:
+        ax.legend(fontsize=8, loc="lower left")
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_accuracy_curves(curves: dict[str, object], *, xlabel: str = "inner steps",
+                         ylabel: str = "query accuracy (%)", chance: float | None = None,
+                         title: str | None = None, ax: plt.Axes | None = None) -> Figure:
+    """Mean accuracy with a 95% band over tasks: ``{label: (steps, per-task values
+    (tasks, steps))}``; ``chance`` draws the chance level."""
+    fig, ax = (plt.subplots(figsize=(6, 3.4)) if ax is None else (ax.figure, ax))
+    for label, (x, v) in curves.items():
+        v = _np(v)
+        v = v.reshape(-1, len(_np(x).ravel()))
+        m = v.mean(0)
+        half = 1.96 * v.std(0, ddof=1) / np.sqrt(len(v)) if len(v) > 1 else 0 * m
+        xs = _np(x).ravel()
+        ax.plot(xs, m, marker="o", ms=3, label=label)
+        ax.fill_between(xs, m - half, m + half, alpha=0.2)
+    if chance is not None:
+        ax.axhline(chance, color="0.5", ls=":", lw=1, label="chance")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_trajectory(support_loss: object, query_loss: object, step_size: dict[str, object],
+                    *, upto: int | None = None, title: str | None = None) -> Figure:
+    """The inner loop, step by step: support and query loss (left) and the size of each
+    step per layer, ``||theta_t - theta_{t-1}||`` (right, log scale), drawn up to step
+    ``upto`` (the slider's value) with the rest greyed out."""
+    sl, ql = _np(support_loss).ravel(), _np(query_loss).ravel()
+    steps = np.arange(len(sl))
+    upto = len(sl) - 1 if upto is None else upto
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    for y, label, c in ((sl, "support loss", "C0"), (ql, "query loss", "C1")):
+        axes[0].plot(steps, y, color=c, alpha=0.25)
+        axes[0].plot(steps[:upto + 1], y[:upto + 1], marker="o", ms=3, color=c, label=label)
+    axes[0].axvline(upto, color="k", lw=0.8, alpha=0.5)
+    axes[0].set_xlabel("inner step t")
+    axes[0].set_ylabel("cross-entropy")
+    axes[0].set_yscale("symlog", linthresh=0.1)
+    axes[0].legend(fontsize=8)
+    axes[0].grid(alpha=0.3)
+    for k, (layer, v) in enumerate(step_size.items()):
+        v = _np(v).ravel()
+        xs = np.arange(1, len(v) + 1)
+        axes[1].plot(xs, v, color=f"C{k}", alpha=0.25)
+        axes[1].plot(xs[:upto], v[:upto], marker="o", ms=3, color=f"C{k}", label=layer)
+    axes[1].set_yscale("log")
+    axes[1].set_xlim(0.5, len(sl) - 0.5)
+    axes[1].set_xlabel("inner step t")
+    axes[1].set_ylabel("step size per layer")
+    axes[1].legend(fontsize=8, ncol=2)
+    axes[1].grid(alpha=0.3)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_activation_change(per_step: dict[str, object], per_unit: dict[str, object], *,
+                           title: str | None = None) -> Figure:
+    """Relative change of each layer's activations across inner steps (left) and the change
+    of every unit after the last step, sorted, one line per layer (right)."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+    for k, (layer, v) in enumerate(per_step.items()):
+        v = _np(v).ravel()
+        axes[0].plot(range(len(v)), v, marker="o", ms=3, color=f"C{k}", label=layer)
+    axes[0].set_xlabel("inner step t")
+    axes[0].set_ylabel("||a_t - a_0|| / ||a_0||")
+    axes[0].set_yscale("symlog", linthresh=0.01)
+    axes[0].grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    for k, (layer, v) in enumerate(per_unit.items()):
+        v = np.sort(_np(v).ravel())[::-1]
+        axes[1].plot(np.linspace(0, 1, len(v)), v, color=f"C{k}", label=f"{layer} ({len(v)})")
+    axes[1].set_xlabel("units, sorted by change (fraction of the layer)")
+    axes[1].set_ylabel("mean |change| / mean |a_0|")
+    axes[1].set_yscale("log")
+    axes[1].grid(alpha=0.3)
+    axes[1].legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_attribution_grid(images: object, maps: dict[str, object], *,
+                          row_labels: list[str] | None = None, title: str | None = None
+                          ) -> Figure:
+    """One row per image: the image, then one attribution map per column of ``maps``
+    (``{column title: maps (n, H, W)}``), each map on its own symmetric colour scale (red
+    raises the score, blue lowers it) so that before and after can be compared by pattern."""
+    imgs = _np(images)
+    imgs = imgs.reshape(-1, *imgs.shape[-2:])
+    cols = list(maps)
+    fig, axes = plt.subplots(len(imgs), len(cols) + 1,
+                             figsize=(1.6 * (len(cols) + 1) + 0.6, 1.6 * len(imgs) + 0.5),
+                             squeeze=False)
+    for r, img in enumerate(imgs):
+        axes[r, 0].imshow(img, cmap="gray_r", vmin=0, vmax=1)
+        if row_labels:
+            axes[r, 0].set_ylabel(row_labels[r], fontsize=8, rotation=0, ha="right",
+                                  va="center")
+        for c, name in enumerate(cols):
+            m = _np(maps[name]).reshape(len(imgs), *imgs.shape[-2:])[r]
+            lim = float(np.abs(m).max()) or 1.0
+            axes[r, c + 1].imshow(img, cmap="gray_r", vmin=0, vmax=1, alpha=0.3)
+            axes[r, c + 1].imshow(m, cmap="RdBu_r", vmin=-lim, vmax=lim, alpha=0.8)
+            if r == 0:
+                axes[r, c + 1].set_title(name, fontsize=8)
+    axes[0, 0].set_title("image", fontsize=8)
+    for a in axes.ravel():
+        a.set_xticks([])
+        a.set_yticks([])
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_support_influence(query: object, support: object, loo: object, grad_maps: object,
+                           grad_score: object, *, support_labels: object | None = None,
+                           query_label: int | None = None, title: str | None = None) -> Figure:
+    """Which support examples moved one query's prediction: the query, each support image
+    with its leave-one-out influence (frame colour) and its gradient map dL/dx (bottom row),
+    and a scatter of leave-one-out influence against the gradient estimate (right)."""
+    s = _np(support)
+    s = s.reshape(-1, *s.shape[-2:])
+    g = _np(grad_maps).reshape(s.shape)
+    lo, gs = _np(loo).ravel(), _np(grad_score).ravel()
+    n = len(s)
+    fig = plt.figure(figsize=(1.1 * n + 4.8, 3.2))
+    grid = fig.add_gridspec(2, n + 2, width_ratios=[1.2] + [1] * n + [3.2])
+    qa = fig.add_subplot(grid[0, 0])
+    qa.imshow(_np(query).reshape(s.shape[-2:]), cmap="gray_r", vmin=0, vmax=1)
+    qa.set_title("query" + (f" (label {query_label})" if query_label is not None else ""),
+                 fontsize=8)
+    lim_l = float(np.abs(lo).max()) or 1.0
+    cmap = plt.get_cmap("RdBu_r")
+    for i in range(n):
+        a = fig.add_subplot(grid[0, i + 1])
+        a.imshow(s[i], cmap="gray_r", vmin=0, vmax=1)
+        for sp in a.spines.values():
+            sp.set_color(cmap(0.5 + 0.5 * lo[i] / lim_l))
+            sp.set_linewidth(3)
+        lab = f"y={int(_np(support_labels).ravel()[i])}\n" if support_labels is not None else ""
+        a.set_title(f"{lab}{lo[i]:+.2f}", fontsize=7)
+        b = fig.add_subplot(grid[1, i + 1])
+        lim = float(np.abs(g[i]).max()) or 1.0
+        b.imshow(-g[i], cmap="RdBu_r", vmin=-lim, vmax=lim)
+        for ax in (a, b):
+            ax.set_xticks([])
+            ax.set_yticks([])
+    qa.set_xticks([])
+    qa.set_yticks([])
+    sc = fig.add_subplot(grid[:, -1])
+    sc.scatter(gs, lo, s=14)
+    sc.axhline(0, color="0.6", lw=0.6)
+    sc.axvline(0, color="0.6", lw=0.6)
+    sc.set_xlabel("gradient estimate -<dL/dx, x>", fontsize=8)
+    sc.set_ylabel("leave-one-out ΔL", fontsize=8)
+    sc.tick_params(labelsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_metric_bars(values: dict[str, dict[str, float]], *, title: str | None = None
+                     ) -> Figure:
+    """Small side-by-side bar panels, one per metric: ``{metric: {setting: value}}`` (the
+    case study's before-and-after numbers)."""
+    fig, axes = plt.subplots(1, len(values), figsize=(2.6 * len(values) + 0.6, 3.0),
+                             squeeze=False)
+    for ax, (metric, row) in zip(axes[0], values.items()):
+        names = list(row)
+        ax.bar(range(len(names)), [row[n] for n in names], color=[f"C{k}" for k in
+                                                                   range(len(names))])
+        ax.set_xticks(range(len(names)), names, fontsize=8, rotation=15)
+        ax.set_title(metric, fontsize=9)
+        ax.grid(alpha=0.3, axis="y")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
