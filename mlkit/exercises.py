@@ -180,10 +180,10 @@ def _ex_ch1_1(query_mse: Any, meta_model: Any, task: Any) -> tuple[bool, str]:
 
 # --- chapter 5: the mathematics ----------------------------------------------------------
 # The problems are fixed here and in the chapter's exercise text: linear tasks
-# mlkit.theory.sample_linear_tasks(seed=0), alpha = 0.3, two inner steps; the contrastive toy
+# mlkit.theory.sample_linear_tasks(seed=0), alpha = 0.2, two inner steps; the contrastive toy
 # mlkit.theory.toy_points() (defaults), Hadsell's form, no radius, no noise.
 
-CH5_ALPHA, CH5_STEPS = 0.3, 2
+CH5_ALPHA, CH5_STEPS = 0.2, 2
 
 
 @register("ex-ch5-1", hint="Each inner step multiplies by (I - alpha A_i), A_i the support "

@@ -53,7 +53,7 @@ __all__ = [
     "LinearTasks", "sample_linear_tasks", "linear_model", "inner_affine_map",
     "linear_maml_objective", "linear_maml_gradient", "linear_maml_optimum",
     "linear_fomaml_fixed_point", "train_linear_maml", "autograd_peak_bytes", "meta_gradient_cost",
-    "contrastive_gradients", "contrastive_toy", "class_spacing", "toy_points",
+    "contrastive_gradients", "contrastive_toy", "class_spacing", "toy_points", "both_sides",
 ]
 
 Params = dict[str, torch.Tensor]
@@ -81,6 +81,30 @@ def _check_form(form: str) -> str:
     if form not in LOSS_FORMS:
         raise ValueError(f"form must be one of {list(LOSS_FORMS)}, got {form!r}")
     return form
+
+
+def _fmt(v: Any) -> str:
+    a = np.asarray(v.detach() if hasattr(v, "detach") else v, dtype=np.float64).ravel()
+    # rounding-level noise around zero would print differently from machine to machine
+    parts = ["0" if abs(x) < 1e-9 else f"{x:.5g}" for x in a[:3]]
+    body = ", ".join(parts) + (", ..." if a.size > 3 else "")
+    return body if a.size == 1 else f"[{body}]"
+
+
+def both_sides(name: str, left: Any, right: Any, *, rtol: float = 1e-8, atol: float = 1e-10
+               ) -> bool:
+    """Print the two sides of an identity (scalars, or the first entries of vectors, to 5
+    significant digits) and whether they agree within ``rtol``/``atol``; return that.
+
+    The chapter calls it once per formula: ``left`` computed one way, ``right`` by the formula.
+    """
+    a = np.asarray(left.detach() if hasattr(left, "detach") else left, dtype=np.float64)
+    b = np.asarray(right.detach() if hasattr(right, "detach") else right, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"left and right must have the same shape, got {a.shape} and {b.shape}")
+    ok = bool(np.allclose(a, b, rtol=rtol, atol=atol, equal_nan=True))
+    print(f"{name}\n    left  {_fmt(a)}\n    right {_fmt(b)}\n    agree: {ok}")
+    return ok
 
 
 # --------------------------------------------------------------------------------------
@@ -429,7 +453,7 @@ def linear_fomaml_fixed_point(tasks: LinearTasks, *, alpha: float, inner_steps: 
 
 
 def train_linear_maml(tasks: LinearTasks, *, alpha: float, inner_steps: int,
-                      iterations: int = 240, meta_lr: float = 0.05, snapshots: int = 12,
+                      iterations: int = 150, meta_lr: float = 0.08, snapshots: int = 6,
                       theta0: Sequence[float] = (0.0, 0.0), first_order: bool = False
                       ) -> np.ndarray:
     """Meta-train :func:`linear_model` on ``tasks`` (the same full batch every iteration) with

@@ -120,14 +120,14 @@ def test_inner_affine_map_equals_adapt():
 
 def test_meta_training_converges_to_the_closed_form_and_fomaml_elsewhere():
     tasks = T.sample_linear_tasks(seed=0)
-    th = T.linear_maml_optimum(tasks, alpha=0.3, inner_steps=2)
-    path = T.train_linear_maml(tasks, alpha=0.3, inner_steps=2, iterations=240, snapshots=3)
+    th = T.linear_maml_optimum(tasks, alpha=0.2, inner_steps=2)
+    path = T.train_linear_maml(tasks, alpha=0.2, inner_steps=2, iterations=240, snapshots=3)
     assert path.shape == (4, 2)
     assert np.linalg.norm(path[-1] - th) < 1e-3
     assert np.linalg.norm(path[0] - th) > 0.5
-    fo = T.linear_fomaml_fixed_point(tasks, alpha=0.3, inner_steps=2)
+    fo = T.linear_fomaml_fixed_point(tasks, alpha=0.2, inner_steps=2)
     assert np.linalg.norm(fo - th) > 0.05
-    path_fo = T.train_linear_maml(tasks, alpha=0.3, inner_steps=2, iterations=240,
+    path_fo = T.train_linear_maml(tasks, alpha=0.2, inner_steps=2, iterations=240,
                                   snapshots=1, first_order=True)
     assert np.linalg.norm(path_fo[-1] - fo) < 1e-3
 
@@ -277,3 +277,13 @@ def test_bad_inputs_name_the_argument():
     for fn, name in cases:
         with pytest.raises(ValueError, match=name):
             fn()
+
+
+def test_both_sides_prints_and_decides(capsys):
+    assert T.both_sides("x", np.array([1.0, 2.0]), np.array([1.0, 2.0 + 1e-12]))
+    out = capsys.readouterr().out
+    assert "left  [1, 2]" in out and "agree: True" in out
+    assert not T.both_sides("y", 1.0, 1.1)
+    assert "agree: False" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="left and right"):
+        T.both_sides("z", np.ones(2), np.ones(3))
