@@ -264,11 +264,11 @@ def static_twin(fn: Callable[..., Any], sliders: Sequence[Slider], *, title: str
     seen: dict[bytes, int] = {}
     grid: dict[tuple[int, ...], int] = {}
     points = list(itertools.product(*[range(len(s.values)) for s in sliders]))
-    try:
-        from tqdm.auto import tqdm
-        it = tqdm(points, desc="precomputing frames", leave=False, disable=len(points) < 8)
-    except ImportError:  # pragma: no cover - tqdm is a pinned dependency
-        it = points
+    # A text bar outside notebooks only: in a kernel, tqdm.auto's widget would stay behind in
+    # the stored notebook as the view of a closed widget (an error box in JupyterLab).
+    from tqdm import tqdm
+    it = tqdm(points, desc="precomputing frames", leave=False,
+              disable=len(points) < 8 or _in_live_kernel())
     for key in it:
         kwargs = {s.name: s.values[i] for s, i in zip(sliders, key)}
         png = _render_png(fn(**kwargs), dpi)
