@@ -176,7 +176,8 @@ PROTONET_ITERATIONS = 1200
 
 
 def _train_cli(args: argparse.Namespace) -> None:
-    torch.set_num_threads(1)
+    # one thread unless --threads says otherwise: the CPU is shared with other training runs
+    torch.set_num_threads(getattr(args, "threads", None) or 1)
     name = "protonet-omniglot"
     iterations = args.iterations or PROTONET_ITERATIONS
     net, history = train_protonet(iterations, seed=args.seed, resume=args.resume, run_name=name,

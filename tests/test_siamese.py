@@ -130,9 +130,12 @@ def test_single_shared_parameter_set():
 def test_pair_distances_equal_forward_in_eval_mode():
     torch.manual_seed(0)
     net = S.SiameseNet(InductiveConvEmbedding(hidden=8)).eval()
-    b = S.PairSampler(_toy_pool(), 8, seed=0).batch()
-    assert torch.allclose(net.pair_distances(b.images, b.left, b.right), net(b.x1, b.x2),
-                          atol=1e-5)
+    pool = _toy_pool()
+    b = S.PairSampler(pool, 8, seed=0).batch()
+    d = net(b.x1, b.x2)
+    assert torch.allclose(net.pair_distances(b.images, b.left, b.right), d, atol=1e-5)
+    # the same distances from a table of precomputed embeddings
+    assert torch.allclose(b.distances(S.embed_pool(net.embedding, pool)), d, atol=1e-5)
 
 
 def test_eval_embedding_does_not_depend_on_batch():
