@@ -228,6 +228,25 @@ class Surrogate:
     coefficients: Tensor
     intercept: float
     attribution: Tensor
+    fidelity: float = float("nan")
+
+
+def _fidelity(predict: Callable[[Tensor], Tensor], x: Tensor, mask: Tensor, n: int,
+              baseline: float | Tensor, target: int | None, coef: Tensor, intercept: float,
+              n_samples: int) -> float:
+    """R^2 of the surrogate against the model on fresh random coalitions ``z``."""
+    z = torch.bernoulli(torch.full((n_samples, n), 0.5))
+    keep = z[:, mask.expand_as(x[:1])[0]]  # (n_samples, *x.shape[1:])
+    base = torch.as_tensor(baseline, dtype=x.dtype)
+    inputs = keep * x + (1 - keep) * base
+    with torch.no_grad():
+        out = predict(inputs)
+    f = (out[:, target] if target is not None else out.reshape(n_samples)).to(torch.float64)
+    g = intercept + z.to(torch.float64) @ coef.to(torch.float64)
+    total = float(((f - f.mean()) ** 2).sum())
+    if total == 0.0:
+        return 1.0 if float(((f - g) ** 2).sum()) < 1e-12 else float("nan")
+    return 1.0 - float(((f - g) ** 2).sum()) / total
 
 
 def lime_surrogate(
@@ -241,6 +260,7 @@ def lime_surrogate(
     kernel_width: float = 1.0,
     ridge_alpha: float = 1e-3,
     seed: int = 0,
+    fidelity_samples: int = 100,
 ) -> Surrogate:
     """Fit LIME's local surrogate for the prediction ``predict(x)[0, target]`` (Ribeiro et al. 2016).
 
@@ -256,6 +276,12 @@ def lime_surrogate(
     For a linear ``f(x) = w . x + b`` with a zero baseline the coefficients are ``w_j x_j``
     exactly (up to the small ridge penalty). ``target`` picks the output column; leave it
     ``None`` when ``predict`` returns one number per example.
+
+    ``fidelity`` is the surrogate's local fidelity (Ribeiro et al.'s term): the R^2 of ``g``
+    against the model's scores on ``fidelity_samples`` fresh random coalitions, unweighted.
+    Near 1 the linear story is faithful; far below 1 the model is not linear in the patches
+    there and the coefficients should not be read as its reasons. ``fidelity_samples=0``
+    skips it (``nan``).
     """
     from captum._utils.models.linear_model import SkLearnRidge
     from captum.attr import Lime
@@ -266,6 +292,7 @@ def lime_surrogate(
         raise ValueError(f"x must be one example with a batch dimension of 1, got shape "
                          f"{tuple(x.shape)}")
     _check_positive_int("n_samples", n_samples, 2)
+    _check_positive_int("fidelity_samples", fidelity_samples, 0)
     if not kernel_width > 0:
         raise ValueError(f"kernel_width must be > 0, got {kernel_width}")
     if not ridge_alpha >= 0:
@@ -285,10 +312,13 @@ def lime_surrogate(
         coef = lime.attribute(x, baselines=baseline, target=target,
                               feature_mask=mask.expand_as(x[:1]), n_samples=n_samples,
                               return_input_shape=False)
-    coef = coef.reshape(-1).detach().to(torch.float32)
-    bias = surrogate_model.bias()
+        coef = coef.reshape(-1).detach().to(torch.float32)
+        bias = surrogate_model.bias()
+        intercept = float(bias.reshape(-1)[0]) if bias is not None else 0.0
+        fidelity = (_fidelity(predict, x, mask, n, baseline, target, coef, intercept,
+                              fidelity_samples) if fidelity_samples else float("nan"))
     attribution = coef[mask.expand_as(x)]
-    return Surrogate(coef, float(bias.reshape(-1)[0]) if bias is not None else 0.0, attribution)
+    return Surrogate(coef, intercept, attribution, fidelity)
 
 
 # --------------------------------------------------------------------------------------
@@ -1106,3 +1136,31 @@ def dead_units(z: Tensor, tol: float = 0.0) -> Tensor:
     if not tol >= 0:
         raise ValueError(f"tol must be >= 0, got {tol}")
     return (z.reshape(z.shape[0], z.shape[1], -1) <= tol).all(-1).all(0)
+
+
+def class_selectivity(z: Tensor, labels: Tensor) -> Tensor:
+    """How much of each unit's variance the class explains: the correlation ratio
+    ``eta^2 = Var_between / Var_total`` per unit of a representation ``(n, units, ...)``
+    (averaged over space first), with ``labels`` ``(n,)``.
+
+    1 means the unit's value is fixed by the class (it encodes *which* character), 0 that
+    the class tells nothing about it (it encodes the drawing: stroke width, position). A
+    unit that never varies gets 0.
+    """
+    z = _check_tensor("z", z, 2)
+    labels = _check_tensor("labels", labels)
+    if labels.shape != z.shape[:1]:
+        raise ValueError(f"labels must hold one class per example ({z.shape[0]}), got shape "
+                         f"{tuple(labels.shape)}")
+    a = z.detach().reshape(z.shape[0], z.shape[1], -1).mean(-1).to(torch.float64)
+    _, inv = torch.unique(labels, return_inverse=True)
+    k = int(inv.max()) + 1
+    counts = torch.bincount(inv, minlength=k).to(a.dtype)
+    means = torch.zeros(k, a.shape[1], dtype=a.dtype).index_add_(0, inv, a) / counts[:, None]
+    total = (a - a.mean(0)).pow(2).sum(0)
+    between = (counts[:, None] * (means - a.mean(0)).pow(2)).sum(0)
+    out = torch.where(total > 0, between / total.clamp_min(1e-300), torch.zeros_like(total))
+    return out.float()
+
+
+__all__ += ["class_selectivity"]

@@ -304,7 +304,8 @@ lime = interpret.lime_surrogate(stamped_model, stamped_queries[i:i + 1], target=
                                 feature_mask=patches, n_samples=400, seed=0)
 rank = int((lime.coefficients > lime.coefficients[0]).sum()) + 1
 print(f"LIME coefficient of the corner patch (it holds only the stamp): "
-      f"{lime.coefficients[0]:.2f}, rank {rank} of {len(lime.coefficients)}")
+      f"{lime.coefficients[0]:.2f}, rank {rank} of {len(lime.coefficients)}; "
+      f"surrogate fidelity R² {lime.fidelity:.2f}")
 true = int(ep.query_y[i])
 lime_clean = interpret.lime_surrogate(stamped_model, ep.query_x[i:i + 1], target=true,
                                       feature_mask=patches, n_samples=400, seed=0)
@@ -333,7 +334,8 @@ decisions.
 :label: ex-ch1-1
 
 For the demonstration task of section 1.1, compute the query error of the meta-learned model
-after 0, 1, 2, 5, 10 and 20 inner steps with $\alpha = 0.01$. Does the error keep falling?
+after 0, 1, 2, 5, 10 and 20 inner steps with $\alpha = 0.01$ (`maml.evaluate` on `[task]`), and
+keep them in a dict `query_mse` keyed by the number of steps. Does the error keep falling?
 ```
 
 ```{solution} ex-ch1-1
@@ -346,11 +348,23 @@ The numbers come from the hidden solution cell below.
 """)
 
 code(r"""
+query_mse = {}
 for steps in (0, 1, 2, 5, 10, 20):
-    err = maml.evaluate(meta_model, [task], loss_fn=maml.mse_loss, inner_steps=steps,
-                        alpha=0.01, metric=maml.mse_loss)
-    print(f"{steps:2d} steps: query MSE {err[0]:.3f}")
+    query_mse[steps] = float(maml.evaluate(meta_model, [task], loss_fn=maml.mse_loss,
+                                           inner_steps=steps, alpha=0.01,
+                                           metric=maml.mse_loss)[0])
+    print(f"{steps:2d} steps: query MSE {query_mse[steps]:.3f}")
 """, tags=["solution", "hide-cell"])
+
+md(r"""
+Check your answer (a dict from the number of steps to the query MSE):
+""")
+
+code(r"""
+from mlkit.exercises import check
+
+check("ex-ch1-1", query_mse, meta_model, task)
+""")
 
 md(r"""
 ```{exercise} Can learning from scratch be rescued?

@@ -107,6 +107,16 @@ def test_lime_surrogate_recovers_linear_model():
     torch.testing.assert_close(s.coefficients, w * x[0], atol=1e-3, rtol=1e-3)
     assert s.intercept == pytest.approx(0.3, abs=1e-3)
     assert s.attribution.shape == x.shape
+    assert s.fidelity == pytest.approx(1.0, abs=1e-4)  # a linear model is explained exactly
+
+
+def test_lime_surrogate_fidelity_is_low_for_an_interaction():
+    # f = x0 * x1 cannot be written as a sum of per-feature effects of switching them off.
+    s = interpret.lime_surrogate(lambda x: x[:, 0] * x[:, 1], torch.ones(1, 2), n_samples=300,
+                                 fidelity_samples=400)
+    assert s.fidelity < 0.8
+    assert torch.isnan(torch.tensor(interpret.lime_surrogate(
+        lambda x: x[:, 0] * x[:, 1], torch.ones(1, 2), fidelity_samples=0).fidelity))
 
 
 def test_lime_surrogate_on_patches_with_target_column():
@@ -133,6 +143,8 @@ def test_lime_surrogate_bad_input():
         interpret.lime_surrogate(f, torch.ones(2, 3))
     with pytest.raises(ValueError, match="n_samples"):
         interpret.lime_surrogate(f, torch.ones(1, 3), n_samples=1)
+    with pytest.raises(ValueError, match="fidelity_samples"):
+        interpret.lime_surrogate(f, torch.ones(1, 3), fidelity_samples=-1)
     with pytest.raises(ValueError, match="kernel_width"):
         interpret.lime_surrogate(f, torch.ones(1, 3), kernel_width=0.0)
     with pytest.raises(ValueError, match="target"):
