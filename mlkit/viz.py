@@ -270,10 +270,15 @@ def plot_pairs(x1: object, x2: object, same: object, *, n: int = 8,
 
 
 def plot_curve_panels(panels: list[tuple[str, dict[str, tuple[object, object]]]], *,
-                      xlabel: str = "iteration", title: str | None = None) -> Figure:
-    """Side-by-side line panels: each ``(panel title, {label: (x, y)})``."""
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.2), squeeze=False)
-    for ax, (name, lines) in zip(axes[0], panels):
+                      xlabel: str = "iteration", title: str | None = None,
+                      ncols: int | None = None) -> Figure:
+    """Line panels in a grid of ``ncols`` columns: each ``(panel title, {label: (x, y)})``."""
+    ncols = len(panels) if ncols is None else ncols
+    nrows = -(-len(panels) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.2 * nrows), squeeze=False)
+    for ax in axes.ravel()[len(panels):]:
+        ax.axis("off")
+    for ax, (name, lines) in zip(axes.ravel(), panels):
         for label, (x, y) in lines.items():
             ax.plot(_np(x).ravel(), _np(y).ravel(), marker="o" if len(_np(x).ravel()) < 20
                     else None, ms=3, label=label)
