@@ -155,7 +155,7 @@ def train_protonet(iterations: int, *, config: dict[str, Any] | None = None, see
                 z, w, 1, cfg["eval_tasks"], q_queries=5, method="prototype", seed=123).mean())
                 for w in (5, 20)})
             net.train()
-            bar.set_postfix(loss=f"{float(loss):.3f}", **{k: f"{v:.1f}" for k, v in
+            bar.set_postfix(loss=f"{loss.item():.3f}", **{k: f"{v:.1f}" for k, v in
                                                           history["eval"][-1].items()})
         if saver.due():
             save(it + 1)
