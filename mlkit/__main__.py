@@ -71,6 +71,8 @@ def _parser(names: list[str]) -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int, default=1)
     e.add_argument("--device", default="cpu")
     e.add_argument("--json", action="store_true", help="end with one JSON line")
+    e.add_argument("--record", action="store_true",
+                   help="keep the result in the checkpoint's manifest entry")
     return p
 
 
@@ -91,6 +93,11 @@ def main(argv: list[str] | None = None) -> int:
     unit = "%" if result["metric"] == "accuracy" else ""
     print(f"{args.name}: {result['metric']} {result['mean']:.2f}{unit} "
           f"± {result['ci95']:.2f}{unit} (95% CI) over {result['tasks']} tasks")
+    if args.record:
+        from .checkpoints import record_evaluation
+
+        record_evaluation(args.name, result, command="python -m mlkit " + " ".join(
+            sys.argv[1:] if argv is None else argv))
     if args.json:
         print(json.dumps(line))
     return 0

@@ -37,6 +37,7 @@ __all__ = [
     "load_state",
     "machine_description",
     "Autosaver",
+    "record_evaluation",
 ]
 
 _ROOT = Path(__file__).resolve().parent.parent
@@ -133,6 +134,29 @@ def _record(directory: Path, name: str, path: Path, command: str, seed: int, ite
     }
     text = json.dumps(dict(sorted(entries.items())), indent=2) + "\n"
     _atomic_write_bytes(directory / MANIFEST, lambda f: f.write(text.encode()))
+
+
+def record_evaluation(name: str, result: dict[str, Any], *, command: str,
+                      directory: Path | None = None) -> None:
+    """Keep an evaluation of checkpoint ``name`` in its manifest entry, under ``evaluations``.
+
+    ``result`` holds ``metric, mean, ci95, tasks`` and ``settings`` (split, ways, shots, steps,
+    alpha, ...); a new result with the same settings replaces the old one. The chapters read
+    these numbers instead of re-running long evaluations while a reader waits.
+    """
+    directory = Path(directory or CHECKPOINT_DIR)
+    with _manifest_lock(directory):
+        entries = manifest(directory)
+        entry = entries[name]
+        row = {k: result[k] for k in ("metric", "mean", "ci95", "tasks")}
+        row["settings"] = result.get("settings", {})
+        row["command"] = command
+        row["sha256"] = entry["sha256"]  # which weights were evaluated
+        row["date"] = time.strftime("%Y-%m-%d")
+        kept = [e for e in entry.get("evaluations", []) if e["settings"] != row["settings"]]
+        entry["evaluations"] = kept + [row]
+        text = json.dumps(dict(sorted(entries.items())), indent=2) + "\n"
+        _atomic_write_bytes(directory / MANIFEST, lambda f: f.write(text.encode()))
 
 
 def load_checkpoint(name: str, directory: Path | None = None

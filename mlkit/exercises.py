@@ -219,3 +219,75 @@ def _ex_ch5_3(answer: Any) -> tuple[bool, str]:
     expected = T.linear_fomaml_fixed_point(T.sample_linear_tasks(seed=0), alpha=CH5_ALPHA,
                                            inner_steps=CH5_STEPS)
     return close(answer, expected, rtol=1e-3, atol=1e-4)
+
+
+# --- chapter 6: opening the box -------------------------------------------------------------
+@register("ex-ch6-1", hint="Centre each column first (subtract the mean over examples), then "
+                           "||Y^T X||_F^2 / (||X^T X||_F ||Y^T Y||_F), in float64.")
+def _ex_ch6_1(x: Any, y: Any, value: Any) -> tuple[bool, str]:
+    from .interpret import linear_cka
+
+    return close(value, linear_cka(x, y), rtol=1e-6, atol=1e-8)
+
+
+@register("ex-ch6-2", hint="For each support image i: drop it, recompute every class's mean "
+                           "embedding, score the queries with minus the squared distance, and "
+                           "subtract the cross-entropy with all images kept.")
+def _ex_ch6_2(embed: Any, episode: Any, influence: Any) -> tuple[bool, str]:
+    import torch
+
+    from .interpret import loo_influence, prototype_scorer
+
+    n_way = int(episode.support_y.max()) + 1
+
+    def fit_predict(sx, sy, qx):
+        return prototype_scorer(embed, sx, sy, n_way)(qx)
+
+    with torch.no_grad():
+        expected = loo_influence(fit_predict, episode.support_x, episode.support_y,
+                                 episode.query_x, episode.query_y).mean(0)
+    return close(influence, expected, rtol=1e-4, atol=1e-5)
+
+
+# --- chapter 3: MAML ----------------------------------------------------------------------
+
+
+@register("ex-ch3-1", hint="theta' = theta - alpha * grad, with the gradient of maml.mse_loss "
+                           "on the support set from torch.autograd.grad, one tensor per name.")
+def _ex_ch3_1(my_fast: Any, model: Any, task: Any) -> tuple[bool, str]:
+    from . import maml
+
+    expected = maml.adapt(model, task.support_x[0], task.support_y[0], loss_fn=maml.mse_loss,
+                          inner_steps=1, alpha=0.01)
+    if not isinstance(my_fast, dict) or sorted(my_fast) != sorted(expected):
+        return False, f"expected a dict with the keys {sorted(expected)}"
+    for name in expected:
+        ok, msg = close(my_fast[name], expected[name].detach(), rtol=1e-5, atol=1e-7)
+        if not ok:
+            return False, f"{name}: {msg}"
+    return True, "your fast weights equal maml.adapt's"
+
+
+@register("ex-ch3-2", hint="maml.adaptation_curve(model, tasks, loss_fn=maml.mse_loss, "
+                           "alpha=1e-6, max_steps=1) gives the MSE after 0 and 1 steps.")
+def _ex_ch3_2(answer: Any, model: Any, tasks: Any) -> tuple[bool, str]:
+    from . import maml
+
+    expected = float(maml.adaptation_curve(model, tasks, loss_fn=maml.mse_loss, alpha=1e-6,
+                                           max_steps=1)[1].mean())
+    return close(answer, expected, rtol=1e-3)
+
+
+@register("ex-ch3-3", hint="Adapt with the checkpoint's test steps and alpha on Finn's summed "
+                           "loss, then call maml.predict on episode.query_x[i:i + 1] for each i.")
+def _ex_ch3_3(answer: Any, model: Any, episode: Any) -> tuple[bool, str]:
+    import torch
+
+    from . import maml
+
+    fast = maml.adapt(model, episode.support_x, episode.support_y,
+                      loss_fn=maml.summed_cross_entropy(1), inner_steps=3, alpha=0.4)
+    with torch.no_grad():
+        single = torch.cat([maml.predict(model, fast, episode.query_x[i:i + 1])
+                            for i in range(len(episode.query_x))])
+    return close(answer, float(maml.accuracy(single, episode.query_y)), rtol=0, atol=1e-6)

@@ -56,7 +56,8 @@ from .stats import mean_ci95
 __all__ = [
     "mse_loss", "cross_entropy", "summed_cross_entropy", "accuracy",
     "predict", "adapt", "predict_tasks", "adapt_tasks", "supports_task_batch",
-    "query_loss", "meta_gradient", "meta_train", "evaluate",
+    "query_loss", "meta_gradient", "meta_train", "evaluate", "adaptation_curve",
+    "tune_alpha", "compact_history",
     "MAMLConfig", "CONFIGS", "build_model", "load_model", "train_sinusoid",
     "RECIPES",
 ]
@@ -293,7 +294,10 @@ def query_loss(model: nn.Module, batch: Any, *, loss_fn: LossFn, inner_steps: in
     sx, sy, qx, qy = _batch_fields(batch)
     inner_loss_fn = loss_fn if inner_loss_fn is None else inner_loss_fn
     if batched is None:
-        batched = supports_task_batch(model)
+        # Measured on a 2-core CPU: the grouped-convolution layout wins for the MLP, the
+        # per-task loop for the ConvNet (benchmarks/RESULTS.md); on a GPU the batch wins.
+        batched = supports_task_batch(model) and (
+            isinstance(model, SinusoidMLP) or next(model.parameters()).is_cuda)
     if batched:
         fast = adapt_tasks(model, sx, sy, loss_fn=inner_loss_fn, inner_steps=inner_steps,
                            alpha=alpha, first_order=first_order, adapt_names=adapt_names)
@@ -382,7 +386,8 @@ def meta_train(model: nn.Module, sample: Callable[[np.random.Generator], Any], *
                metric: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
                rng: np.random.Generator | None = None, state: dict[str, Any] | None = None,
                save: Callable[[dict[str, Any]], None] | None = None, save_every_s: float = 120.0,
-               log_every: int = 10, progress: bool = True) -> list[dict[str, float]]:
+               log_every: int = 10, progress: bool = True,
+               batched: bool | None = None) -> list[dict[str, float]]:
     """The outer loop: Adam on the mean query loss after adaptation, for ``iterations`` steps.
 
     ``sample(rng)`` returns a task batch (fields ``support_x, support_y, query_x, query_y``
@@ -390,7 +395,8 @@ def meta_train(model: nn.Module, sample: Callable[[np.random.Generator], Any], *
     ``iteration``, ``meta_loss`` and, when ``metric`` is given (e.g. :func:`accuracy`), the
     query metric after adaptation. ``state`` (from an earlier ``save``) resumes a run: the
     model, optimiser, random stream and history continue exactly where they stopped.
-    ``save(state)`` is called every ``save_every_s`` seconds and at the end.
+    ``save(state)`` is called every ``save_every_s`` seconds and at the end. ``batched``
+    picks the layout as in :func:`query_loss`.
     """
     from tqdm.auto import tqdm
 
@@ -423,7 +429,7 @@ def meta_train(model: nn.Module, sample: Callable[[np.random.Generator], Any], *
         batch = sample(rng)
         losses, out = query_loss(model, batch, loss_fn=loss_fn, inner_steps=inner_steps,
                                  alpha=alpha, first_order=first_order, adapt_names=adapt_names,
-                                 inner_loss_fn=inner_loss_fn)
+                                 inner_loss_fn=inner_loss_fn, batched=batched)
         opt.zero_grad(set_to_none=True)
         losses.mean().backward()
         opt.step()
@@ -461,6 +467,50 @@ def evaluate(model: nn.Module, tasks: Iterable[Any], *, loss_fn: LossFn, inner_s
     return np.concatenate(scores)
 
 
+def adaptation_curve(model: nn.Module, batch: Any, *, loss_fn: LossFn, alpha: float,
+                     max_steps: int,
+                     metric: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+                     inner_loss_fn: LossFn | None = None,
+                     adapt_names: Sequence[str] | None = None,
+                     batched: bool | None = None) -> np.ndarray:
+    """The query metric after 0, 1, ..., ``max_steps`` inner steps: ``(max_steps + 1, T)``.
+
+    One pass of ``max_steps`` steps, scoring the query set after each (``metric`` defaults to
+    ``loss_fn``); the same numbers as calling :func:`evaluate` once per step count.
+    """
+    _check_inner(max_steps, alpha)
+    metric = loss_fn if metric is None else metric
+    inner_loss_fn = loss_fn if inner_loss_fn is None else inner_loss_fn
+    sx, sy, qx, qy = _batch_fields(batch)
+    if batched is None:
+        batched = supports_task_batch(model) and (
+            isinstance(model, SinusoidMLP) or next(model.parameters()).is_cuda)
+    rows = []
+    if batched:
+        fast = _expand(dict(model.named_parameters()), sx.shape[0])
+        for step in range(max_steps + 1):
+            if step:
+                fast = _adapt(lambda q, x: predict_tasks(model, q, x), fast,
+                              _names(model, fast, adapt_names), sx, sy, inner_loss_fn, 1, alpha,
+                              True)
+                fast = {n: p.detach() for n, p in fast.items()}
+            with torch.no_grad():
+                rows.append(metric(predict_tasks(model, fast, qx), qy).reshape(-1).numpy())
+        return np.stack(rows)
+    for t in range(sx.shape[0]):
+        fast = dict(model.named_parameters())
+        col = []
+        for step in range(max_steps + 1):
+            if step:
+                fast = {n: p.detach() for n, p in adapt(
+                    model, sx[t], sy[t], loss_fn=inner_loss_fn, inner_steps=1, alpha=alpha,
+                    params=fast, first_order=True, adapt_names=adapt_names).items()}
+            with torch.no_grad():
+                col.append(float(metric(predict(model, fast, qx[t]), qy[t])))
+        rows.append(col)
+    return np.array(rows).T
+
+
 # ------------------------------------------------------------------ the book's recipes
 
 
@@ -469,6 +519,12 @@ CONFIGS: dict[str, MAMLConfig] = {
     "maml-sinusoid": MAMLConfig(task="sinusoid", k_shot=10, q_queries=10, inner_steps=1,
                                 test_inner_steps=10, alpha=0.01, meta_lr=1e-3, meta_batch=25,
                                 iterations=70000, inner_loss="mse", split="", test_split=""),
+    # Finn et al.'s baseline: one network regressing all tasks at once (no inner loop in
+    # training), fine-tuned by gradient descent at test time.
+    "pretrained-sinusoid": MAMLConfig(task="sinusoid", k_shot=10, q_queries=10, inner_steps=0,
+                                      test_inner_steps=10, alpha=0.01, meta_lr=1e-3,
+                                      meta_batch=25, iterations=20000, inner_loss="mse",
+                                      split="", test_split=""),
     # Appendix A.1: 5-way, 1 step with alpha = 0.4 in training, 3 at test, 32 tasks.
     # Finn's data pipeline drew K query examples per class in training (here: 1).
     "maml-omniglot-5w1s": MAMLConfig(task="omniglot", n_way=5, k_shot=1, q_queries=1,
@@ -476,6 +532,10 @@ CONFIGS: dict[str, MAMLConfig] = {
     # 20-way: 5 steps with alpha = 0.1 in training and at test, 16 tasks.
     "maml-omniglot-20w1s": MAMLConfig(task="omniglot", n_way=20, k_shot=1, q_queries=1,
                                       inner_steps=5, test_inner_steps=5, alpha=0.1, meta_batch=16),
+    # Finn et al.'s first-order approximation (FOMAML), otherwise as 5-way MAML.
+    "fomaml-omniglot-5w1s": MAMLConfig(task="omniglot", n_way=5, k_shot=1, q_queries=1,
+                                       inner_steps=1, test_inner_steps=3, alpha=0.4, meta_batch=32,
+                                       order="first"),
     # Raghu et al. 2020: the same as 5-way MAML, adapting the head only.
     "anil-omniglot-5w1s": MAMLConfig(task="omniglot", n_way=5, k_shot=1, q_queries=1,
                                      inner_steps=1, test_inner_steps=3, alpha=0.4, meta_batch=32,
@@ -530,6 +590,40 @@ def train_sinusoid(iterations: int, *, k_shot: int = 10, inner_steps: int = 1, a
     return model, history
 
 
+def compact_history(history: list[dict[str, float]], max_rows: int = 200) -> list[dict[str, float]]:
+    """At most ``max_rows`` rows: consecutive rows averaged in equal bins (the last
+    iteration of each bin kept), small enough for a manifest entry and a plot."""
+    if len(history) <= max_rows:
+        return [dict(r) for r in history]
+    edges = np.linspace(0, len(history), max_rows + 1).astype(int)
+    out = []
+    for a, b in zip(edges[:-1], edges[1:]):
+        rows = history[a:b]
+        row = {k: float(np.mean([r[k] for r in rows])) for k in rows[0] if k != "iteration"}
+        row["iteration"] = rows[-1]["iteration"]
+        out.append(row)
+    return out
+
+
+def tune_alpha(model: nn.Module, batch: Any, alphas: Sequence[float], *, loss_fn: LossFn,
+               inner_steps: int, metric: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+               | None = None, higher_is_better: bool = False) -> tuple[float, np.ndarray]:
+    """The inner rate from ``alphas`` that scores best after ``inner_steps`` steps on
+    ``batch`` (validation tasks), and every alpha's mean score. Finn et al. tune the
+    fine-tuning step size of their pretrained baseline this way."""
+    if len(alphas) == 0:
+        raise ValueError("alphas must hold at least one value")
+    scores = np.array([adaptation_curve(model, batch, loss_fn=loss_fn, alpha=a,
+                                        max_steps=inner_steps, metric=metric)[-1].mean()
+                       for a in alphas])
+    # A rate that diverges (NaN or inf) is never the best one.
+    finite = np.where(np.isfinite(scores), scores, -np.inf if higher_is_better else np.inf)
+    if not np.isfinite(finite).any():
+        raise ValueError(f"every alpha in {list(alphas)} diverged")
+    best = int(np.argmax(finite) if higher_is_better else np.argmin(finite))
+    return float(alphas[best]), scores
+
+
 def _command(args: argparse.Namespace) -> str:
     parts = ["python -m mlkit train", args.name]
     if args.iterations is not None:
@@ -562,8 +656,7 @@ def _train_recipe(name: str) -> Callable[[argparse.Namespace], None]:
             save_checkpoint(name, s["model"], config=asdict(config), command=_command(args),
                             seed=args.seed, iterations=s["iteration"],
                             wall_time_s=s["elapsed_s"],
-                            metrics={"last_meta_loss": s["history"][-1]["meta_loss"]
-                                     if s["history"] else None})
+                            metrics={"history": compact_history(s["history"])})
 
         meta_train(model, _sampler(config), loss_fn=outer, inner_loss_fn=inner,
                    iterations=config.iterations, inner_steps=config.inner_steps,
@@ -571,7 +664,10 @@ def _train_recipe(name: str) -> Callable[[argparse.Namespace], None]:
                    first_order=config.order == "first",
                    adapt_names=_adapt_names(model, config), metric=metric,
                    rng=np.random.default_rng(args.seed), state=state, save=save,
-                   save_every_s=args.save_every)
+                   save_every_s=args.save_every,
+                   # With one query per class the grouped-convolution layout was the faster
+                   # on the CPU (benchmarks/RESULTS.md); the MLP always takes it.
+                   batched=supports_task_batch(model))
     return train
 
 
@@ -601,8 +697,11 @@ def _evaluate_recipe(name: str) -> Callable[[argparse.Namespace], dict[str, Any]
         if config.task == "omniglot":
             scores = scores * 100
         mean, ci = mean_ci95(scores)
+        settings = {"k_shot": k, "inner_steps": steps, "alpha": alpha, "seed": args.seed}
+        if config.task == "omniglot":
+            settings.update(split=args.split or config.test_split, n_way=n_way)
         return {"metric": "mse" if config.task == "sinusoid" else "accuracy", "mean": mean,
-                "ci95": ci, "tasks": int(len(scores))}
+                "ci95": ci, "tasks": int(len(scores)), "settings": settings}
     return run
 
 
@@ -611,9 +710,11 @@ def _recipes() -> dict[str, Any]:
 
     summaries = {
         "maml-sinusoid": "MAML on sinusoid regression (Finn et al. 2017, section 5.1)",
+        "pretrained-sinusoid": "baseline: one regressor pretrained on all sinusoid tasks",
         "maml-omniglot-5w1s": "MAML, Omniglot 5-way 1-shot, Finn's split with rotations",
         "maml-omniglot-20w1s": "MAML, Omniglot 20-way 1-shot, Finn's split with rotations",
         "anil-omniglot-5w1s": "ANIL (head-only inner loop), Omniglot 5-way 1-shot",
+        "fomaml-omniglot-5w1s": "first-order MAML, Omniglot 5-way 1-shot",
     }
     return {n: Recipe(n, summaries[n], _train_recipe(n), _evaluate_recipe(n)) for n in CONFIGS}
 

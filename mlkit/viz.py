@@ -779,3 +779,99 @@ def plot_metric_bars(values: dict[str, dict[str, float]], *, title: str | None =
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+# ======================================================================================
+# Chapter 3: MAML
+# ======================================================================================
+
+
+def plot_adaptation_panels(x: object, panels: dict[str, dict[str, object]], *,
+                           ncols: int = 2, title: str | None = None) -> Figure:
+    """A grid of sinusoid panels in the style of Finn et al.'s Figure 2.
+
+    ``panels`` maps a panel title to ``{"truth": y, "support_x": .., "support_y": ..,
+    "curves": {label: y}}`` with every curve evaluated on ``x``.
+    """
+    n = len(panels)
+    nrows = (n + ncols - 1) // ncols
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 3.2 * nrows), squeeze=False,
+                             sharex=True, sharey=True)
+    xs = _np(x).ravel()
+    for ax, (name, p) in zip(axes.ravel(), panels.items()):
+        ax.plot(xs, _np(p["truth"]).ravel(), "k--", lw=1.5, label="true function")
+        for i, (label, y) in enumerate(p["curves"].items()):
+            ax.plot(xs, _np(y).ravel(), lw=1.8, color=f"C{i}", label=label)
+        ax.scatter(_np(p["support_x"]).ravel(), _np(p["support_y"]).ravel(), c="k", s=30,
+                   zorder=5, label="support points")
+        ax.set_title(name, fontsize=10)
+        ax.grid(alpha=0.3)
+    for ax in axes.ravel()[n:]:
+        ax.set_visible(False)
+    axes.ravel()[0].legend(fontsize=7, loc="lower left")
+    for ax in axes[-1]:
+        ax.set_xlabel("x")
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def plot_sinusoid_explorer(x: object, truth: object, support_x: object, support_y: object,
+                           prediction: object, query_mse: float, *, inner_steps: int,
+                           alpha: float) -> Figure:
+    """One frame of the inner-steps / alpha explorer: the fit after adaptation and its error."""
+    fig, ax = plt.subplots(figsize=(6.4, 3.2))
+    xs = _np(x).ravel()
+    ax.plot(xs, _np(truth).ravel(), "k--", lw=1.5, label="true function")
+    ax.plot(xs, _np(prediction).ravel(), lw=2, color="C0",
+            label=f"MAML after {inner_steps} step{'s' if inner_steps != 1 else ''}")
+    ax.scatter(_np(support_x).ravel(), _np(support_y).ravel(), c="k", s=30, zorder=5,
+               label="support points")
+    ax.set_ylim(-6, 6)
+    ax.set_title(f"inner steps = {inner_steps}, α = {alpha:g}: query MSE {query_mse:.3f}",
+                 fontsize=10)
+    ax.legend(fontsize=7, loc="lower left")
+    ax.set_xlabel("x")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def plot_step_bars(rows: dict[str, float], *, ylabel: str, title: str | None = None) -> Figure:
+    """A single bar chart: one bar per variant (e.g. seconds per meta-step)."""
+    fig, ax = plt.subplots(figsize=(5.0, 3.0))
+    names = list(rows)
+    ax.bar(range(len(names)), [rows[n] for n in names],
+           color=[f"C{k}" for k in range(len(names))])
+    ax.set_xticks(range(len(names)), names, fontsize=9)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3, axis="y")
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_error_curves(curves: dict[str, tuple[object, object]], *, ylabel: str,
+                      title: str | None = None, logy: bool = True) -> Figure:
+    """Median and interquartile band over tasks against inner steps:
+    ``{label: (steps, values (steps, tasks))}``. The median, because a few diverging tasks
+    would dominate a mean."""
+    fig, ax = plt.subplots(figsize=(6.4, 3.4))
+    for i, (label, (x, v)) in enumerate(curves.items()):
+        v = _np(v)
+        xs = _np(x).ravel()
+        lo, med, hi = np.nanpercentile(v, [25, 50, 75], axis=1)
+        ax.plot(xs, med, marker="o", ms=3, color=f"C{i}", label=label)
+        ax.fill_between(xs, lo, hi, color=f"C{i}", alpha=0.15)
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel("inner steps")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig
