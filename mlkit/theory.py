@@ -49,7 +49,7 @@ from .siamese import LOSS_FORMS, contrastive_loss, euclidean_distance
 
 __all__ = [
     "flat", "gradient_agreement", "hvp_meta_gradient", "explicit_meta_gradient",
-    "meta_gradients_three_ways", "first_order_drift",
+    "meta_gradients_three_ways", "first_order_drift", "to_double",
     "LinearTasks", "sample_linear_tasks", "linear_model", "inner_affine_map",
     "linear_maml_objective", "linear_maml_gradient", "linear_maml_optimum",
     "linear_fomaml_fixed_point", "train_linear_maml", "autograd_peak_bytes", "meta_gradient_cost",
@@ -261,10 +261,10 @@ def first_order_drift(iterations: int = 300, *, every: int = 25, inner_steps: in
     _check_positive("alpha", alpha)
     torch.manual_seed(seed)
     model = SinusoidMLP(hidden).double()
-    probe = _double(D.sample_sinusoid_tasks(meta_batch, k_shot, k_shot, seed=seed + 10_000))
+    probe = to_double(D.sample_sinusoid_tasks(meta_batch, k_shot, k_shot, seed=seed + 10_000))
 
     def sample(rng: np.random.Generator) -> Any:
-        return _double(D.sample_sinusoid_tasks(meta_batch, k_shot, k_shot, seed=rng))
+        return to_double(D.sample_sinusoid_tasks(meta_batch, k_shot, k_shot, seed=rng))
 
     rows, state = [], None
     kw = dict(loss_fn=M.mse_loss, inner_steps=inner_steps, alpha=alpha)
@@ -285,7 +285,9 @@ def first_order_drift(iterations: int = 300, *, every: int = 25, inner_steps: in
     return rows
 
 
-def _double(tasks: Any) -> Any:
+def to_double(tasks: Any) -> Any:
+    """A copy of a task batch (a dataclass such as :class:`mlkit.data.SinusoidTasks`) with its
+    floating-point tensors in float64, for checks that need more than float32's precision."""
     return type(tasks)(*(getattr(tasks, f.name).double() if torch.is_floating_point(getattr(tasks, f.name))
                          else getattr(tasks, f.name) for f in tasks.__dataclass_fields__.values()))
 

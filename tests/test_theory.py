@@ -19,7 +19,7 @@ from mlkit.nets import SinusoidMLP
 def _tiny(seed=0, hidden=(5,)):
     torch.manual_seed(seed)
     net = SinusoidMLP(hidden).double()
-    batch = T._double(D.sample_sinusoid_tasks(3, 5, 6, seed=seed + 1))
+    batch = T.to_double(D.sample_sinusoid_tasks(3, 5, 6, seed=seed + 1))
     return net, batch
 
 
