@@ -471,11 +471,12 @@ def plot_meta_gradient_agreement(rows: list[dict[str, float]]) -> Figure:
 
 def plot_linear_maml(task_optima: object, grid_w: object, grid_b: object, objective: object,
                      closed: object, path: object, *, pooled: object | None = None,
-                     title: str | None = None) -> Figure:
+                     title: str | None = None,
+                     figsize: tuple[float, float] = (6.2, 4.6)) -> Figure:
     """The linear MAML problem in the plane of ``theta = (w, b)``: contour lines of the MAML
     objective, each task's own least-squares fit (grey dots), the closed-form optimum (star),
     the path of meta-training (line, ending in a cross) and optionally the pooled fit."""
-    fig, ax = plt.subplots(figsize=(6.2, 4.6))
+    fig, ax = plt.subplots(figsize=figsize)
     z = _np(objective)
     levels = np.quantile(z, [0.002, 0.01, 0.03, 0.07, 0.15, 0.3, 0.5, 0.7])
     cs = ax.contour(_np(grid_w), _np(grid_b), z, levels=np.unique(levels), cmap="viridis",
@@ -527,13 +528,14 @@ def plot_meta_gradient_cost(rows: list[dict[str, object]]) -> Figure:
 
 
 def plot_contrastive_toy(snapshots: object, labels: object, margin: float, *,
-                         radius: float | None = None, title: str | None = None) -> Figure:
+                         radius: float | None = None, title: str | None = None,
+                         figsize: tuple[float, float] = (9, 4.2)) -> Figure:
     """Free 2-D points moved by a contrastive loss (:func:`mlkit.theory.contrastive_toy`):
     the start (left) and the end (right). On the right each class centre carries a circle of
     radius m/2: two circles overlap exactly when their centres are closer than the margin."""
     s = _np(snapshots)
     y = _np(labels)
-    fig, axes = plt.subplots(1, 2, figsize=(9, 4.2))
+    fig, axes = plt.subplots(1, 2, figsize=figsize)
     lim = max(float(np.abs(s).max()), (radius or 0.0)) * 1.1 + margin / 2
     for ax, pts, name in ((axes[0], s[0], "start"), (axes[1], s[-1], "after training")):
         for c in np.unique(y):

@@ -341,22 +341,22 @@ print(f"pooled least squares (k = 0): ({pooled[0]:.4f}, {pooled[1]:.4f})")
 task_fits = np.stack([tasks.slope.numpy(), tasks.intercept.numpy()], 1)
 W, B = np.meshgrid(np.linspace(-0.5, 3.0, 70), np.linspace(-2.5, 1.5, 70))
 
-def draw_linear(alpha: float, inner_steps: int, path=None):
+def draw_linear(alpha: float, inner_steps: int, path=None, figsize=(5.0, 3.6)):
     star = T.linear_maml_optimum(tasks, alpha=alpha, inner_steps=inner_steps)
     path = trained_path(alpha, inner_steps) if path is None else path
     Z = T.linear_maml_objective(tasks, np.stack([W, B], -1), alpha=alpha, inner_steps=inner_steps)
     gap = np.linalg.norm(path[-1] - star)
-    return viz.plot_linear_maml(task_fits, W, B, Z, star, path, pooled=pooled,
-                                title=f"alpha = {alpha:g}, {inner_steps} inner steps: "
-                                      f"trained is {gap:.1e} from the closed form")
+    return viz.plot_linear_maml(task_fits, W, B, Z, star, path, pooled=pooled, figsize=figsize,
+                                title=f"α = {alpha:g}, {inner_steps} steps: "
+                                      f"trained − closed form = {gap:.0e}")
 
 @functools.lru_cache(maxsize=None)
 def trained_path(alpha: float, inner_steps: int):
     if inner_steps == 0:  # alpha plays no part: train once
-        return trained_path(0.1, 0) if alpha != 0.1 else T.train_linear_maml(tasks, alpha=0.1, inner_steps=0)
+        return trained_path(0.15, 0) if alpha != 0.15 else T.train_linear_maml(tasks, alpha=0.15, inner_steps=0)
     return T.train_linear_maml(tasks, alpha=alpha, inner_steps=inner_steps)
 
-fig = draw_linear(alpha, k, path=path)
+fig = draw_linear(alpha, k, path=path, figsize=(6.2, 4.6))
 plt.show()
 """)
 
@@ -371,17 +371,18 @@ tasks.
 """)
 
 code(r"""
+ALPHAS, STEPS = [0.05, 0.15, 0.25], [0, 1, 2, 4]  # 12 frames: each one trains mlkit.maml
 explorer(draw_linear,
-         [Slider("alpha", values=[0.05, 0.1, 0.15, 0.25], value=0.15, label="α (inner rate)", fmt="{:g}"),
-          Slider("inner_steps", values=[0, 1, 2, 4], value=2, label="inner steps")],
+         [Slider("alpha", values=ALPHAS, value=0.15, label="α (inner rate)", fmt="{:g}"),
+          Slider("inner_steps", values=STEPS, value=2, label="inner steps")],
          title="Linear MAML: closed-form optimum (star) and mlkit.maml's (cross)")
 """, tags=["nbval-ignore-output"])
 
 code(r"""
 # the same grid as the explorer: mlkit.maml's trained optimum against the closed form
 worst = max(np.linalg.norm(trained_path(a, s)[-1] - T.linear_maml_optimum(tasks, alpha=a, inner_steps=s))
-            for a in (0.05, 0.1, 0.15, 0.25) for s in (0, 1, 2, 4))
-print(f"largest distance between trained and closed-form optimum over the 16 settings "
+            for a in ALPHAS for s in STEPS)
+print(f"largest distance between trained and closed-form optimum over the {len(ALPHAS) * len(STEPS)} settings "
       f"below 1e-2: {worst < 1e-2}")
 """)
 
@@ -569,7 +570,7 @@ code(r"""
 def draw_curves(margin: float):
     return viz.plot_loss_gradients(grid, S.loss_gradient_curves(grid, margin=margin), margin=margin)
 
-explorer(draw_curves, [Slider("margin", values=[0.25, 0.5, 1.0, 1.5, 2.0, 2.5], value=1.0,
+explorer(draw_curves, [Slider("margin", values=[0.5, 1.0, 2.0, 3.0], value=1.0,
                               label="margin m", fmt="{:g}")],
          title="Contrastive losses and their derivatives against the distance")
 """, tags=["nbval-ignore-output"])
@@ -613,20 +614,20 @@ for (m, f), s in spacing.items():
 """)
 
 code(r"""
-def draw_toy(margin: float, form: str):
+def draw_toy(margin: float, form: str, figsize=(7.5, 3.6)):
     s = spacing[(margin, form)]
     return viz.plot_contrastive_toy(
-        toy_run(margin, form), labels, margin, radius=TOY["radius"],
+        toy_run(margin, form), labels, margin, radius=TOY["radius"], figsize=figsize,
         title=f"{form} form, m = {margin:g}: centres >= {s['between']:.2f} apart, "
               f"1-NN accuracy {s['nn_accuracy']:.2f}")
 
-fig = draw_toy(1.0, "source")
+fig = draw_toy(1.0, "source", figsize=(9, 4.2))
 plt.show()
 """)
 
 code(r"""
 explorer(draw_toy,
-         [Slider("margin", values=MARGINS, value=1.0, label="margin m", fmt="{:g}"),
+         [Slider("margin", values=[0.1, 0.5, 1.0, 2.0, 3.0], value=1.0, label="margin m", fmt="{:g}"),
           Slider("form", values=["source", "hadsell"], value="source", label="loss")],
          title="Free points under the contrastive loss (dashed circles: radius m/2 around each class centre)")
 """, tags=["nbval-ignore-output"])
