@@ -44,7 +44,8 @@ import matplotlib.pyplot as plt
 
 from mlkit import data as D, demos, interpret, maml, nets, stats, viz
 
-torch.set_num_threads(1)  # single-threaded reductions: the printed numbers are reproducible
+# Single-threaded reductions, so that the printed numbers are reproducible.
+torch.set_num_threads(1)
 """)
 
 md(r"""
@@ -181,14 +182,17 @@ relative = {f"{steps} step{'s' if steps != 1 else ''}": e / (amplitudes ** 2 / 2
             for steps, e in wide_errors.items()}
 inside = amplitudes <= D.SINUSOID_AMPLITUDE[1]
 for name, r in relative.items():
-    print(f"{name:8s}: median relative error {np.median(r[inside]):.2f} inside the training range, "
-          f"{np.median(r[~inside]):.2f} outside; worse than predicting zero on "
-          f"{int((r[inside] > 1).sum())} tasks inside and {int((r[~inside] > 1).sum())} outside")
+    worse_in, worse_out = int((r[inside] > 1).sum()), int((r[~inside] > 1).sum())
+    print(f"{name:8s}: median relative error {np.median(r[inside]):.2f} inside the "
+          f"training range, {np.median(r[~inside]):.2f} outside; worse than predicting "
+          f"zero on {worse_in} tasks inside and {worse_out} outside")
 small = amplitudes < 1.0
-print(f"tasks with amplitude below 1: {int(small.sum())}, of which "
-      f"{int((relative['10 steps'][small] > 1).sum())} worse than predicting zero after 10 steps")
+worse_small = int((relative["10 steps"][small] > 1).sum())
+print(f"tasks with amplitude below 1: {int(small.sum())}, of which {worse_small} "
+      f"worse than predicting zero after 10 steps")
 viz.plot_task_errors(amplitudes, relative, xlabel="amplitude A of the task",
-                     ylabel="relative query error (MSE / (A²/2))", shade=D.SINUSOID_AMPLITUDE,
+                     ylabel="relative query error (MSE / (A²/2))",
+                     shade=D.SINUSOID_AMPLITUDE,
                      shade_label="amplitudes seen in meta-training")
 plt.axhline(1.0, color="k", lw=0.8, ls=":")
 plt.show()
@@ -227,16 +231,16 @@ the body is allowed to adapt (Raghu et al.'s freezing test).
 code(r"""
 changes = demos.sinusoid_weight_changes(meta_model, tasks, inner_steps=10, alpha=0.01)
 for name, change in changes.items():
-    print(f"{name:13s} moves by {100 * change.mean():4.1f}% of its norm (mean over tasks)")
+    print(f"{name:13s} moves by {100 * change.mean():4.1f}% of its norm")
 head = nets.head_parameter_names(meta_model)
 body = [n for n, _ in meta_model.named_parameters() if n not in head]
 for label, names in (("all layers", None), ("head only", head), ("body only", body)):
-    e = maml.evaluate(meta_model, [tasks], loss_fn=maml.mse_loss, inner_steps=10, alpha=0.01,
-                      metric=maml.mse_loss, adapt_names=names)
+    e = maml.evaluate(meta_model, [tasks], loss_fn=maml.mse_loss, inner_steps=10,
+                      alpha=0.01, metric=maml.mse_loss, adapt_names=names)
     mean, half = stats.mean_ci95(e)
     print(f"adapting {label:10s}: query MSE {mean:.2f} ± {half:.2f}")
 viz.plot_weight_change(changes, ylabel="relative change after 10 steps",
-                       title="Where adaptation moves the sinusoid model's weights (head in orange)")
+                       title="Where adaptation moves the weights (head in orange)")
 plt.show()
 """)
 
@@ -268,11 +272,13 @@ the *other* classes' queries instead (a new source).
 """)
 
 code(r"""
-net, _ = demos.train_tiny_protonet(300, n_way=5, k_shot=1, q_queries=5, hidden=32, seed=0)
+net, _ = demos.train_tiny_protonet(300, n_way=5, k_shot=1, q_queries=5, hidden=32,
+                                   seed=0)
 shortcut = demos.marker_shortcut(net, 100, n_way=5, seed=1000)
 for name, values in shortcut.items():
     mean, half = stats.mean_ci95(values)
-    what = "share of other-class queries" if name == "sent to marked class" else "query accuracy"
+    what = ("share of other-class queries" if name == "sent to marked class"
+            else "query accuracy")
     print(f"{name:21s} {what} {100 * mean:5.1f}% ± {100 * half:.1f}")
 """)
 
@@ -295,10 +301,10 @@ stamped_queries = demos.add_marker(ep.query_x)
 with torch.no_grad():
     clean_pred = stamped_model(ep.query_x).argmax(1)
     stamped_pred = stamped_model(stamped_queries).argmax(1)
-misled = ((ep.query_y != 0) & (clean_pred == ep.query_y) & (stamped_pred == 0)).nonzero().ravel()
-i = int(misled[0])
-print(f"query {i}: true class {int(ep.query_y[i])}, predicted {int(clean_pred[i])} without the "
-      f"stamp and {int(stamped_pred[i])} with it")
+misled = (ep.query_y != 0) & (clean_pred == ep.query_y) & (stamped_pred == 0)
+i = int(misled.nonzero()[0])
+print(f"query {i}: true class {int(ep.query_y[i])}, predicted {int(clean_pred[i])} "
+      f"without the stamp and {int(stamped_pred[i])} with it")
 patches = interpret.patch_mask((28, 28), 7)
 lime = interpret.lime_surrogate(stamped_model, stamped_queries[i:i + 1], target=0,
                                 feature_mask=patches, n_samples=400, seed=0)
@@ -311,7 +317,8 @@ lime_clean = interpret.lime_surrogate(stamped_model, ep.query_x[i:i + 1], target
                                       feature_mask=patches, n_samples=400, seed=0)
 viz.plot_image_maps(torch.cat([stamped_queries[i:i + 1], ep.query_x[i:i + 1]]),
                     torch.stack([lime.attribution[0], lime_clean.attribution[0]]),
-                    titles=["stamped: score of class 0", f"no stamp: score of class {true}"],
+                    titles=["stamped: score of class 0",
+                            f"no stamp: score of class {true}"],
                     map_label="LIME coefficient",
                     suptitle="Why is this query called class 0?")
 plt.show()

@@ -48,7 +48,8 @@ from torch import nn
 
 from mlkit import data as D, demos, interpret, stats, viz
 
-torch.set_num_threads(1)  # single-threaded reductions: the printed numbers are reproducible
+# Single-threaded reductions, so that the printed numbers are reproducible.
+torch.set_num_threads(1)
 """)
 
 md(r"""
@@ -106,7 +107,8 @@ test episodes hold characters from writing systems the learner has never seen.
 code(r"""
 background = D.omniglot_classes("background")  # 964 characters, 30 alphabets
 evaluation = D.omniglot_classes("evaluation")  # 659 characters, 20 other alphabets
-print(f"background: {background.n_classes} classes, evaluation: {evaluation.n_classes} classes")
+print(f"background: {background.n_classes} classes, "
+      f"evaluation: {evaluation.n_classes} classes")
 
 sampler = D.EpisodeSampler(background, n_way=5, k_shot=1, q_queries=3, seed=0)
 episode = sampler.episode()
@@ -122,14 +124,17 @@ one row per class, labelled with the alphabet each character comes from.
 
 code(r"""
 def show_episode(pool, ep, title):
-    support = demos.episode_images_full_size(pool, ep.support_x, ep.support_y, ep.classes)
+    # The 105 x 105 scans behind the episode's 28 x 28 network inputs, for display.
+    support = demos.episode_images_full_size(pool, ep.support_x, ep.support_y,
+                                             ep.classes)
     query = demos.episode_images_full_size(pool, ep.query_x, ep.query_y, ep.classes)
     alphabets = [pool.alphabet(c) for c in ep.classes]
-    return viz.plot_episode(support, ep.support_y, query, ep.query_y, row_labels=alphabets,
-                            title=title)
+    return viz.plot_episode(support, ep.support_y, query, ep.query_y,
+                            row_labels=alphabets, title=title)
 
 
-show_episode(background, episode, "A 5-way 1-shot meta-training episode (background alphabets)")
+show_episode(background, episode,
+             "A 5-way 1-shot meta-training episode (background alphabets)")
 plt.show()
 """)
 
@@ -152,7 +157,8 @@ learner never sees during training:
 
 code(r"""
 test_episode = D.sample_episode(evaluation, n_way=5, k_shot=1, q_queries=3, seed=1)
-show_episode(evaluation, test_episode, "A 5-way 1-shot meta-test episode (evaluation alphabets)")
+show_episode(evaluation, test_episode,
+             "A 5-way 1-shot meta-test episode (evaluation alphabets)")
 plt.show()
 """)
 
@@ -171,9 +177,11 @@ trains the full-size version.
 
 code(r"""
 torch.manual_seed(0)
-net, history = demos.train_tiny_protonet(300, n_way=5, k_shot=1, q_queries=5, hidden=32, seed=0)
+net, history = demos.train_tiny_protonet(300, n_way=5, k_shot=1, q_queries=5,
+                                         hidden=32, seed=0)
 viz.plot_training_curve(history, ("loss", "accuracy"), x="episode", window=20,
-                        title="Meta-training the tiny prototypical network (query set of each episode)")
+                        title="Meta-training the tiny prototypical network "
+                              "(query set of each episode)")
 plt.show()
 """)
 
@@ -192,7 +200,8 @@ embeddings = {
     "meta-trained embedding": net,
 }
 for name, embedding in embeddings.items():
-    mean, half = stats.mean_ci95(demos.evaluate_protonet(embedding, 100, n_way=5, k_shot=1, seed=1))
+    accuracies = demos.evaluate_protonet(embedding, 100, n_way=5, k_shot=1, seed=1)
+    mean, half = stats.mean_ci95(accuracies)
     print(f"{name:31s} 5-way 1-shot accuracy {100 * mean:5.1f}% ± {100 * half:.1f}")
 """)
 
@@ -231,8 +240,8 @@ with torch.no_grad():
     logits = clf(ep.query_x)
 pred = logits.argmax(1)
 print("alphabets:", [evaluation.alphabet(c) for c in ep.classes])
-print(f"query accuracy on this episode: {(pred == ep.query_y).float().mean().item():.3f}"
-      f" ({len(ep.query_y)} queries)")
+accuracy = (pred == ep.query_y).float().mean().item()
+print(f"query accuracy on this episode: {accuracy:.3f} ({len(ep.query_y)} queries)")
 """)
 
 md(r"""
@@ -262,11 +271,11 @@ top = importance.importances_mean.argsort(descending=True)[:3]
 for j in top.tolist():
     print(f"patch {j:2d} (row {j // 7}, column {j % 7}): loss rises by "
           f"{importance.importances_mean[j]:.3f} ± {importance.importances_std[j]:.3f}")
-print("patches whose shuffling changes nothing:",
-      int((importance.importances == 0).all(0).sum()), "of", len(importance.importances_mean))
+unused = int((importance.importances == 0).all(0).sum())
+print(f"patches whose shuffling changes nothing: {unused} of {patches.max().item() + 1}")
 viz.plot_image_maps(ep.query_x.mean(0), importance.importances_mean[patches][None],
-                    titles=["mean query image"], map_label="loss increase", symmetric=False,
-                    suptitle="Permutation importance per 4x4 patch")
+                    titles=["mean query image"], map_label="loss increase",
+                    symmetric=False, suptitle="Permutation importance per 4x4 patch")
 plt.show()
 """)
 
@@ -308,8 +317,10 @@ for k, s in surrogates.items():
     best = int(s.coefficients.argmax())
     print(f"class {k}: intercept {s.intercept:8.2f}; most supportive patch {best:2d} "
           f"(coefficient {s.coefficients[best]:.2f}); fidelity R² {s.fidelity:.2f}")
-viz.plot_image_maps(torch.cat([x0, x0]), torch.stack([s.attribution for s in surrogates.values()]),
-                    titles=[f"score of class {k}" for k in surrogates], map_label="LIME coefficient",
+viz.plot_image_maps(torch.cat([x0, x0]),
+                    torch.stack([s.attribution for s in surrogates.values()]),
+                    titles=[f"score of class {k}" for k in surrogates],
+                    map_label="LIME coefficient",
                     suptitle="LIME: which patches raise each class's score")
 plt.show()
 """)
@@ -380,7 +391,8 @@ with interpret.record_activations(net, layers) as acts:
         embedding = net(x0)
 for name in layers:
     a = acts[name]
-    print(f"{name}: shape {tuple(a.shape)}, active units {(a > 0).float().mean().item():.2f}")
+    active = (a > 0).float().mean().item()
+    print(f"{name}: shape {tuple(a.shape)}, active units {active:.2f}")
 print("the 32-dimensional embedding is body.3 flattened:",
       torch.equal(acts["body.3"].flatten(1), embedding))
 viz.plot_activation_maps(x0, {n: acts[n][0] for n in layers[:3]}, channels=8,
