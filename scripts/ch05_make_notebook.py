@@ -109,9 +109,15 @@ n_params = sum(p.numel() for p in tiny.parameters())
 print(f"{n_params} parameters, {len(tiny_tasks)} tasks, alpha = 0.05")
 
 kw = dict(loss_fn=M.mse_loss, alpha=0.05)
-ok = T.both_sides("one step: autograd through the inner loop  vs  (I - alpha H) grad L^Q(theta')",
+T.both_sides("one step: autograd through the inner loop  vs  (I - alpha H) grad L^Q(theta')",
              T.flat(M.meta_gradient(tiny, tiny_tasks, inner_steps=1, **kw)),
              T.explicit_meta_gradient(tiny, tiny_tasks, inner_steps=1, **kw))
+# the source's form: one loss for both loops (query set = support set)
+source_form = D.SinusoidTasks(tiny_tasks.support_x, tiny_tasks.support_y, tiny_tasks.support_x,
+                              tiny_tasks.support_y, tiny_tasks.amplitude, tiny_tasks.phase)
+ok = T.both_sides("the source's form, L^S = L^Q: autograd  vs  (I - alpha H) grad L(theta')",
+                  T.flat(M.meta_gradient(tiny, source_form, inner_steps=1, **kw)),
+                  T.explicit_meta_gradient(tiny, source_form, inner_steps=1, **kw))
 """)
 
 md(r"""
@@ -237,8 +243,9 @@ product as autograd, in another order. The first-order gradient points in nearly
 direction when the cosine stays close to 1, but its length can be quite different (second
 line of the output): the Hessian term $-\alpha H\, \nabla\mathcal{L}^Q$ need not be small
 even at $\alpha = 0.01$, because the sinusoid losses (amplitudes up to 5) are steep. An optimiser like Adam, which rescales every coordinate, is less sensitive to a wrong
-length than to a wrong direction, which is one reason first-order MAML works as well as it
-does {cite}`nichol2018first`.
+length than to a wrong direction, which may be one reason first-order MAML comes close to
+second order in Finn et al.'s and Nichol et al.'s experiments
+{cite}`finn2017maml,nichol2018first`.
 
 ### Linear regression: the optimum in closed form
 
@@ -305,6 +312,15 @@ print(f"{len(tasks)} tasks; largest eigenvalue of alpha A_i at alpha = 0.25: "
 
 theta = np.array([0.5, -0.3])
 model = T.linear_model(theta)
+# the support loss of task 0: its gradient and Hessian by autograd against A_0 theta - b_0 and A_0
+b0 = 2 / X.shape[1] * X[0].T @ tasks.support_y[0, :, 0].numpy()
+loss0 = lambda v: M.mse_loss(M.predict(model, {"head.weight": v[:1].reshape(1, 1), "head.bias": v[1:]},
+                                       tasks.support_x[0]), tasks.support_y[0])
+v0 = torch.tensor(theta)
+T.both_sides("task 0: gradient of L^S by autograd  vs  A_0 theta - b_0",
+             torch.func.grad(loss0)(v0), A[0] @ theta - b0)
+T.both_sides("task 0: Hessian of L^S by autograd  vs  A_0 = 2/n X^T X",
+             torch.func.hessian(loss0)(v0), A[0])
 Mk, c = T.inner_affine_map(tasks, alpha=alpha, inner_steps=k)
 fast = M.adapt_tasks(model, tasks.support_x, tasks.support_y, loss_fn=M.mse_loss,
                      inner_steps=k, alpha=alpha)
@@ -336,7 +352,9 @@ print(f"closed form theta* = ({star[0]:.4f}, {star[1]:.4f})")
 print(f"trained by mlkit.maml: ({path[-1, 0]:.4f}, {path[-1, 1]:.4f}); "
       f"distance below 1e-3: {np.linalg.norm(path[-1] - star) < 1e-3}")
 pooled = T.linear_maml_optimum(tasks, alpha=alpha, inner_steps=0)
-print(f"pooled least squares (k = 0): ({pooled[0]:.4f}, {pooled[1]:.4f})")
+Xq_all = torch.cat([tasks.query_x, torch.ones_like(tasks.query_x)], -1).reshape(-1, 2).numpy()
+T.both_sides("k = 0: theta* of the closed form  vs  least squares on all query sets (numpy lstsq)",
+             pooled, np.linalg.lstsq(Xq_all, tasks.query_y.reshape(-1).numpy(), rcond=None)[0])
 
 task_fits = np.stack([tasks.slope.numpy(), tasks.intercept.numpy()], 1)
 W, B = np.meshgrid(np.linspace(-0.5, 3.0, 70), np.linspace(-2.5, 1.5, 70))
@@ -423,8 +441,9 @@ plt.show()
 md(r"""
 The memory of second order grows by the same amount with every step (the graph of one
 inner step of ten tasks), first order's stays where it was. The time of both grows with $k$,
-second order's faster; on a network of Omniglot size the memory is what limits second-order
-MAML to a few inner steps.
+second order's faster (see the figure). The same linear growth of memory, on networks and
+inputs far larger than this one, is what makes second-order MAML with many inner steps
+expensive and motivated implicit meta-gradients {cite}`rajeswaran2019meta`.
 
 ## 5.2 The contrastive loss
 
@@ -483,6 +502,12 @@ b = torch.randn(200, 4, generator=gen, dtype=torch.float64)
 same = (torch.arange(200) % 2).double()
 margin = 2.5
 dist = (a - b).norm(dim=1)
+for form in ("source", "hadsell"):
+    by_hand = (same * dist + (1 - same) * torch.clamp(margin - dist, min=0) if form == "source" else
+               0.5 * same * dist ** 2 + 0.5 * (1 - same) * torch.clamp(margin - dist, min=0) ** 2)
+    T.both_sides(f"{form}: per-pair loss of mlkit.siamese  vs  the formula",
+                 S.contrastive_loss(S.euclidean_distance(a, b), same, margin, form=form, reduction="none"),
+                 by_hand, rtol=1e-6, atol=1e-7)
 print(f"different-class pairs beyond the margin: {int(((dist > margin) & (same == 0)).sum())} of {int((same == 0).sum())}")
 for form in ("source", "hadsell"):
     a_, b_ = a.clone().requires_grad_(), b.clone().requires_grad_()
