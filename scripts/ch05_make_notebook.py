@@ -711,8 +711,8 @@ For the linear tasks `tasks = mlkit.theory.sample_linear_tasks(seed=0)`, $\alpha
 two inner steps, compute the meta-gradient $\nabla J(\theta)$ at $\theta = (0, 0)$ from the
 two-step formula of section 5.1: build each task's $A_i$ and $b_i$, take the two inner steps,
 take the query gradient $2(Q_i\theta_2 - r_i)$ at $\theta_2$, multiply by both Jacobians and
-average. Do not call `meta_gradient`. Pass the vector $(\partial J/\partial w, \partial J/\partial b)$
-to the check.
+average. Do not call `meta_gradient`. Store the vector
+$(\partial J/\partial w, \partial J/\partial b)$ as `answer_1`; the cell after yours checks it.
 ```
 
 ```{solution} ex-ch5-1
@@ -753,7 +753,7 @@ Run the 2-D toy *without* the disc and without noise:
 `mlkit.theory.contrastive_toy(points, labels, m, form="hadsell", radius=None, steps=300, lr=0.02)`
 with `points, labels = mlkit.theory.toy_points()`. Before you run it, predict the ratio of the
 smallest distance between class centres at $m = 2$ to that at $m = 1$. Then compute it with
-`class_spacing(...)["between"]` and pass the ratio to the check.
+`class_spacing(...)["between"]` and store the ratio as `answer_2`.
 ```
 
 ```{solution} ex-ch5-2
@@ -785,7 +785,7 @@ md(r"""
 
 First-order MAML replaces $M_i^\top$ in $\nabla J$ by the identity. On the linear tasks of
 the first exercise ($\alpha = 0.2$, two inner steps) derive the point $\theta_{FO}$
-where this first-order gradient vanishes, compute it, and pass it to the check. Is it the
+where this first-order gradient vanishes, compute it, and store it as `answer_3`. Is it the
 MAML optimum $\theta^\star$? Confirm by training with
 `mlkit.theory.train_linear_maml(tasks, alpha=0.2, inner_steps=2, first_order=True)`.
 ```
