@@ -11,6 +11,15 @@ from mlkit import demos
 from mlkit.nets import SinusoidMLP
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models train many times faster on one thread on a busy machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def test_fit_from_scratch_fits_its_support_points():
     task = D.sample_sinusoid_tasks(1, k_shot=5, seed=0)
     model = demos.fit_from_scratch(task.support_x[0], task.support_y[0], steps=300)
