@@ -440,8 +440,10 @@ plt.show()
 
 md(r"""
 The memory of second order grows by the same amount with every step (the graph of one
-inner step of ten tasks), first order's stays where it was. The time of both grows with $k$,
-second order's faster (see the figure). The same linear growth of memory, on networks and
+inner step of ten tasks), first order's stays where it was. The time of both grows with $k$;
+second order does more work per step (the backward pass through each inner gradient), and
+the figure shows what that costs on the machine that ran this notebook, where other work
+running at the same time adds noise. The same linear growth of memory, on networks and
 inputs far larger than this one, is what makes second-order MAML with many inner steps
 expensive and motivated implicit meta-gradients {cite}`rajeswaran2019meta`.
 
