@@ -324,7 +324,8 @@ def plot_distance_histograms(d_same: object, d_different: object, margin: float 
 
 def plot_points_2d(points: object, labels: object, *, ax: object = None,
                    circles: float | None = None, names: list[str] | None = None,
-                   title: str | None = None, legend: bool = True) -> Figure:
+                   title: str | None = None, legend: bool = True,
+                   ticks: bool = False) -> Figure:
     """A 2-D scatter coloured by ``labels``; with ``circles=r``, a circle of radius ``r``
     around each class mean (disjoint circles of radius m/2: class means at least m apart)."""
     fig, ax = (plt.subplots(figsize=(5.2, 4.6)) if ax is None else (ax.figure, ax))
@@ -339,8 +340,9 @@ def plot_points_2d(points: object, labels: object, *, ax: object = None,
         if circles:
             ax.add_patch(plt.Circle(pts.mean(0), circles, fill=False, color=colour, lw=1))
     ax.set_aspect("equal", adjustable="datalim")
-    ax.set_xticks([])
-    ax.set_yticks([])
+    if not ticks:  # t-SNE axes carry no meaning; a trained 2-D embedding's scale does
+        ax.set_xticks([])
+        ax.set_yticks([])
     if legend:
         ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), markerscale=1.5)
     if title:
@@ -355,8 +357,8 @@ def plot_margin_frame(d_same: object, d_different: object, margin: float, note: 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), gridspec_kw={"width_ratios": [1.2, 1]})
     plot_distance_histograms(d_same, d_different, margin, ax=axes[0], note=note,
                              title="trained model: distances of fixed pairs")
-    plot_points_2d(points, labels, ax=axes[1], circles=margin / 2, legend=False,
-                   title=f"2-D embedding trained live, circles of radius m/2")
+    plot_points_2d(points, labels, ax=axes[1], circles=margin / 2, legend=False, ticks=True,
+                   title="2-D embedding trained live, circles of radius m/2")
     if title:
         fig.suptitle(title, fontsize=11)
     fig.tight_layout()
