@@ -49,7 +49,10 @@ def lab(tmp_path_factory):
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     path = root / "demo.ipynb"
     nbformat.write(nb, path)
-    env = dict(os.environ, JUPYTER_DATA_DIR=str(root / ".data"), JUPYTER_RUNTIME_DIR=str(root / ".rt"))
+    # Everything Jupyter writes (signing key, trust database, workspaces, settings) stays in
+    # the temporary folder; `jupyter trust` and the server must share the data dir.
+    env = dict(os.environ, JUPYTER_DATA_DIR=str(root / ".data"), JUPYTER_RUNTIME_DIR=str(root / ".rt"),
+               JUPYTERLAB_WORKSPACES_DIR=str(root / ".ws"), JUPYTERLAB_SETTINGS_DIR=str(root / ".settings"))
     subprocess.run([BIN / "jupyter", "execute", "--inplace", "--timeout=120", path], check=True,
                    env=env, capture_output=True)
     subprocess.run([BIN / "jupyter", "trust", path], check=True, env=env, capture_output=True)
