@@ -678,13 +678,17 @@ def prototype_scorer(
     support_x: Tensor,
     support_y: Tensor,
     n_way: int | None = None,
+    *,
+    support_grad: bool = False,
 ) -> Callable[[Tensor], Tensor]:
     """``f(x)``: a metric learner's class scores for queries ``x``, ``-||embed(x) - p_c||^2``.
 
     ``p_c`` is the mean support embedding of class ``c`` (Snell et al. 2017); with one shot
     per class it is the support image's embedding, i.e. the Siamese network's nearest-
     neighbour rule on squared distances (Koch et al. 2015). The support set is embedded
-    once, without gradients, so attributions of ``f`` are with respect to the query only.
+    once, without gradients by default, so attributions of ``f`` are with respect to the
+    query only; ``support_grad=True`` keeps the graph to ``support_x`` (for
+    :func:`gradient_influence`).
     """
     support_x = _check_tensor("support_x", support_x, 2)
     support_y = _check_tensor("support_y", support_y)
@@ -698,7 +702,7 @@ def prototype_scorer(
     counts = torch.bincount(support_y.long(), minlength=n_way)
     if bool((counts == 0).any()):
         raise ValueError("support_y must give every class at least one support example")
-    with torch.no_grad():
+    with torch.set_grad_enabled(support_grad and torch.is_grad_enabled()):
         z = embed(support_x)
     protos = torch.zeros(n_way, z.shape[1], dtype=z.dtype).index_add_(0, support_y.long(), z)
     protos = protos / counts[:, None].to(z.dtype)
@@ -909,7 +913,7 @@ def gradient_influence(
     sx = support_x.detach().clone().requires_grad_(True)
     with torch.enable_grad():
         loss = _per_query_loss(fit_predict(sx, support_y, query_x), query_y).mean()
-        (g,) = torch.autograd.grad(loss, sx, allow_unused=True)
+        g = torch.autograd.grad(loss, sx, allow_unused=True)[0] if loss.requires_grad else None
     if g is None:
         raise ValueError("fit_predict's logits do not depend on support_x (no gradient path): "
                          "adapt with first_order=False and keep the graph")

@@ -721,50 +721,70 @@ def plot_attribution_grid(images: object, maps: dict[str, object], *,
 
 
 def plot_support_influence(query: object, support: object, loo: object, grad_maps: object,
-                           grad_score: object, *, support_labels: object | None = None,
+                           grad_score: object, *, support_labels: object,
                            query_label: int | None = None, title: str | None = None) -> Figure:
-    """Which support examples moved one query's prediction: the query, each support image
-    with its leave-one-out influence (frame colour) and its gradient map dL/dx (bottom row),
-    and a scatter of leave-one-out influence against the gradient estimate (right)."""
+    """Which support examples moved one query's prediction. Left: the query. Middle: the
+    support set, one row per class, each image framed by its leave-one-out influence
+    (red: removing it raises the query's loss) with the value above; then the gradient map
+    ``-dL/dx`` of each image (red: more ink there would lower the loss). Right: leave-one-out
+    influence against the gradient estimate."""
     s = _np(support)
     s = s.reshape(-1, *s.shape[-2:])
     g = _np(grad_maps).reshape(s.shape)
     lo, gs = _np(loo).ravel(), _np(grad_score).ravel()
-    n = len(s)
-    fig = plt.figure(figsize=(1.1 * n + 4.8, 3.2))
-    grid = fig.add_gridspec(2, n + 2, width_ratios=[1.2] + [1] * n + [3.2])
-    qa = fig.add_subplot(grid[0, 0])
+    y = _np(support_labels).ravel()
+    classes = list(dict.fromkeys(y.tolist()))
+    k = max(int((y == c).sum()) for c in classes)
+    fig = plt.figure(figsize=(0.95 * (2 * k + 1) + 4.0, 1.05 * len(classes) + 0.9))
+    grid = fig.add_gridspec(len(classes), 2 * k + 3,
+                            width_ratios=[1.1] + [1] * k + [0.3] + [1] * k + [3.6],
+                            left=0.03, right=0.93, bottom=0.1, top=0.86, wspace=0.08,
+                            hspace=0.45)
+    qa = fig.add_subplot(grid[len(classes) // 2, 0])
     qa.imshow(_np(query).reshape(s.shape[-2:]), cmap="gray_r", vmin=0, vmax=1)
-    qa.set_title("query" + (f" (label {query_label})" if query_label is not None else ""),
+    qa.set_title("query" + (f"\n(label {query_label})" if query_label is not None else ""),
                  fontsize=8)
-    lim_l = float(np.abs(lo).max()) or 1.0
-    cmap = plt.get_cmap("RdBu_r")
-    for i in range(n):
-        a = fig.add_subplot(grid[0, i + 1])
-        a.imshow(s[i], cmap="gray_r", vmin=0, vmax=1)
-        for sp in a.spines.values():
-            sp.set_color(cmap(0.5 + 0.5 * lo[i] / lim_l))
-            sp.set_linewidth(3)
-        lab = f"y={int(_np(support_labels).ravel()[i])}\n" if support_labels is not None else ""
-        a.set_title(f"{lab}{lo[i]:+.2f}", fontsize=7)
-        b = fig.add_subplot(grid[1, i + 1])
-        lim = float(np.abs(g[i]).max()) or 1.0
-        b.imshow(-g[i], cmap="RdBu_r", vmin=-lim, vmax=lim)
-        for ax in (a, b):
-            ax.set_xticks([])
-            ax.set_yticks([])
     qa.set_xticks([])
     qa.set_yticks([])
+    lim_l = float(np.abs(lo).max()) or 1.0
+    lim_g = float(np.abs(g).max()) or 1.0
+    cmap = plt.get_cmap("RdBu_r")
+    for r, c in enumerate(classes):
+        idx = np.flatnonzero(y == c)
+        for j, i in enumerate(idx):
+            a = fig.add_subplot(grid[r, 1 + j])
+            a.imshow(s[i], cmap="gray_r", vmin=0, vmax=1)
+            for sp in a.spines.values():
+                sp.set_color(cmap(0.5 + 0.5 * lo[i] / lim_l))
+                sp.set_linewidth(3)
+            a.set_title(f"{lo[i]:+.2g}", fontsize=7, pad=2)
+            b = fig.add_subplot(grid[r, k + 2 + j])
+            b.imshow(-g[i], cmap="RdBu_r", vmin=-lim_g, vmax=lim_g)
+            for ax in (a, b):
+                ax.set_xticks([])
+                ax.set_yticks([])
+            if j == 0:
+                a.set_ylabel(f"class {c}", fontsize=8)
+            if r == 0 and j == k // 2:
+                a.text(0.5, 1.55, "support images: leave-one-out ΔL", fontsize=8,
+                       ha="center", transform=a.transAxes)
+                b.text(0.5, 1.55, "-dL/dx (through the learner)", fontsize=8, ha="center",
+                       transform=b.transAxes)
     sc = fig.add_subplot(grid[:, -1])
-    sc.scatter(gs, lo, s=14)
+    own = y == query_label if query_label is not None else np.zeros(len(y), bool)
+    sc.scatter(gs[~own], lo[~own], s=14, label="other classes")
+    if own.any():
+        sc.scatter(gs[own], lo[own], s=20, color="C3", label="the query's class")
+        sc.legend(fontsize=7)
     sc.axhline(0, color="0.6", lw=0.6)
     sc.axvline(0, color="0.6", lw=0.6)
     sc.set_xlabel("gradient estimate -<dL/dx, x>", fontsize=8)
     sc.set_ylabel("leave-one-out ΔL", fontsize=8)
     sc.tick_params(labelsize=7)
+    sc.yaxis.set_label_position("right")
+    sc.yaxis.tick_right()
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
     return fig
 
 

@@ -346,3 +346,30 @@ def test_layer_of():
     assert I.layer_of("body.2.0.weight", depth=3) == "body.2.0"
     with pytest.raises(ValueError, match="depth"):
         I.layer_of("head.bias", depth=0)
+
+
+def test_class_selectivity():
+    labels = torch.tensor([0, 0, 1, 1])
+    z = torch.tensor([[1.0, 0.0, 5.0], [1.0, 1.0, 5.0], [3.0, 0.0, 5.0], [3.0, 1.0, 5.0]])
+    eta = I.class_selectivity(z, labels)
+    assert eta.tolist() == pytest.approx([1.0, 0.0, 0.0])
+    with pytest.raises(ValueError, match="labels"):
+        I.class_selectivity(z, labels[:3])
+
+
+def test_gradient_influence_of_a_prototype_classifier():
+    sx = torch.tensor([[0.0], [2.0], [10.0], [11.0]])
+    sy = torch.tensor([0, 0, 1, 1])
+    qx, qy = torch.tensor([[5.5]]), torch.tensor([0])  # between the prototypes 1 and 10.5
+
+    def fp(s, y, q):
+        return I.prototype_scorer(lambda x: x, s, y, 2, support_grad=True)(q)
+
+    grad, _ = I.gradient_influence(fp, sx, sy, qx, qy)
+    # moving a class-0 support point towards the query (up) lowers the query loss
+    assert grad[0, 0] < 0 and grad[1, 0] < 0
+    def no_grad_support(s, y, q):
+        return I.prototype_scorer(lambda x: 2.0 * x, s, y, 2)(q)  # support embedded without grad
+
+    with pytest.raises(ValueError, match="support_x"):
+        I.gradient_influence(no_grad_support, sx, sy, qx, qy)
