@@ -21,6 +21,24 @@ Model-specific methods (they look inside):
 * :func:`record_activations`: per-layer activations captured with forward hooks, removed on
   exit.
 * :func:`weight_change`: how far adaptation moved each parameter tensor, relative to its size.
+
+Chapter 6 (opening the box) adds, each usable on an adapted MAML model given as fast weights
+and on a metric learner's scorer:
+
+* representation similarity: :func:`linear_cka` (Kornblith et al. 2019) and
+  :func:`layer_cka`, layer by layer before and after the inner loop (Raghu et al. 2020);
+  :func:`effective_rank`, :func:`dead_units`, :func:`class_selectivity` and
+  :func:`top_activating` describe one representation;
+* scorers to explain: :func:`frozen_statistics` (a batch-statistics BatchNorm network with its
+  statistics frozen on a real batch, so that attributions explain the classifier and not the
+  interpolation batch), :func:`prototype_scorer` (prototypical / nearest-neighbour class
+  scores) and :func:`pair_similarity` (a Siamese pair's similarity as a function of one image);
+* gradient attributions with Captum: :func:`saliency`, :func:`integrated_gradients`;
+* support-example influence: :func:`loo_influence` (leave-one-out re-adaptation) and
+  :func:`gradient_influence` (the query loss's gradient with respect to the support images,
+  through the inner loop);
+* the inner loop step by step: :func:`fast_weight_trajectory` (losses and step size per layer,
+  one task or a task batch), :func:`activation_change` (per layer and per unit).
 """
 
 from __future__ import annotations
