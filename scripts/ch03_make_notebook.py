@@ -133,7 +133,7 @@ maml_model, maml_cfg, maml_entry = maml.load_model("maml-sinusoid")
 pre_model, pre_cfg, pre_entry = maml.load_model("pretrained-sinusoid")
 for entry in (maml_entry, pre_entry):
     print(f"{entry['file']:<24} {entry['iterations']:>6} iterations  `{entry['command']}`  "
-          f"({entry['machine'].split(',')[0]})")
+          f"({entry['machine']})")
 history = maml_entry["metrics"].get("history", [])
 if history:
     viz.plot_training_curve(history, keys=("meta_loss",), x="iteration", window=5,
@@ -282,7 +282,7 @@ if TRAIN:
 omni, omni_cfg, omni_entry = maml.load_model("maml-omniglot-5w1s")
 print(f"maml-omniglot-5w1s: {omni_entry['iterations']} of Finn et al.'s {maml.CONFIGS['maml-omniglot-5w1s'].iterations} "
       f"meta-iterations, batch of {omni_cfg.meta_batch} tasks, alpha = {omni_cfg.alpha}, "
-      f"trained on: {omni_entry['machine'].split(',')[0]}")
+      f"trained on: {omni_entry['machine']}")
 test_pool = D.omniglot_classes("finn-test")
 episode = D.sample_episode(test_pool, n_way=5, k_shot=1, q_queries=3, seed=3)
 viz.plot_episode(episode.support_x[:, 0], episode.support_y, episode.query_x[:, 0], episode.query_y,

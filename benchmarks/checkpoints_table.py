@@ -1,0 +1,50 @@
+"""The checkpoints, their training cost and their recorded evaluations, as a markdown table.
+
+Reads ``checkpoints/MANIFEST.json`` (written by ``python -m mlkit train`` and
+``python -m mlkit evaluate --record``). ``--write`` replaces the table in
+``benchmarks/RESULTS.md`` between ``<!-- checkpoints -->`` and ``<!-- /checkpoints -->``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+from mlkit.checkpoints import manifest
+
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+
+
+def table() -> str:
+    rows = ["| checkpoint | iterations | training wall time | machine | evaluation (95% CI) |",
+            "|---|---|---|---|---|"]
+    for name, e in manifest().items():
+        evs = e.get("evaluations") or []
+        text = "<br>".join(
+            f"{ev['mean']:.2f} ± {ev['ci95']:.2f}{'%' if ev['metric'] == 'accuracy' else ' MSE'} "
+            f"({', '.join(f'{k}={v}' for k, v in ev['settings'].items() if k != 'seed')}; "
+            f"{ev['tasks']} tasks)" for ev in evs) or "not recorded"
+        hours = e["wall_time_s"] / 3600
+        rows.append(f"| {name} | {e['iterations']} | {hours:.2f} h | {e['machine']} | {text} |")
+    return "\n".join(rows)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--write", action="store_true")
+    args = p.parse_args()
+    text = table()
+    print(text)
+    if args.write:
+        old = RESULTS.read_text() if RESULTS.exists() else ""
+        block = f"<!-- checkpoints -->\n{text}\n<!-- /checkpoints -->"
+        if "<!-- checkpoints -->" in old:
+            new = re.sub(r"<!-- checkpoints -->.*?<!-- /checkpoints -->", block, old, flags=re.S)
+        else:
+            new = old + "\n## Checkpoints and their training cost\n\n" + block + "\n"
+        RESULTS.write_text(new)
+
+
+if __name__ == "__main__":
+    main()
