@@ -61,12 +61,12 @@ drawn from the evaluation alphabets: no test character, and no test alphabet, is
 in training.
 
 The trained networks are loaded from `checkpoints/`. Set `TRAIN = True` to retrain them with
-the book's own command (about 40 minutes on one CPU core); everything below then uses the new
+the book's own command (about half an hour on one CPU core); everything below then uses the new
 weights.
 """)
 
 code(r"""
-TRAIN = False  # True: retrain both checkpoints with `python -m mlkit train ...` (~40 min)
+TRAIN = False  # True: retrain both checkpoints with `python -m mlkit train ...` (~30 min)
 
 import numpy as np
 import torch
@@ -417,7 +417,8 @@ strokes, a hook) while the detail that tells the two characters apart takes a pi
 at 28×28 (runs 2 and 8). Others look unrelated to a human eye (runs 4 and 6): plain failures
 of an embedding that is not yet good enough, the gap to Koch's 92% made visible. The network
 has never been told which details matter in a new alphabet, and in Lake's runs all 20
-candidates come from the query's alphabet, which is why they are harder than random 20-way episodes.
+candidates come from the query's alphabet, which is why they are harder than random 20-way
+episodes.
 
 ## 4.6 The margin $m$
 
