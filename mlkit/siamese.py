@@ -76,8 +76,8 @@ __all__ = [
 
 # sqrt(s + eps): the gradient of the plain sqrt(sum sq) at a - b = 0 is inf * 0 = NaN; with
 # eps it is (a - b) / sqrt(eps) = 0 there (torch.linalg.vector_norm special-cases zero to the
-# same subgradient 0, but a hand-written formula does not), and the distance is off by at most sqrt(eps) = 1e-4,
-# far below any margin the book uses (0.1 .. 5).
+# same subgradient 0, but a hand-written formula does not), and the distance is off by at
+# most sqrt(eps) = 1e-4, far below any margin the book uses (0.25 .. 4).
 DISTANCE_EPS = 1e-8
 LOSS_FORMS = ("source", "hadsell")
 
@@ -640,9 +640,9 @@ def train_siamese(iterations: int, *, config: dict[str, Any] | None = None, seed
     :class:`PairSampler` batches from ``config["split"]``. With ``config["all_pairs"]`` the
     loss covers every pair of the batch's images (``n_pairs/2`` same-class pairs and all
     different-class ones), the mean over same pairs and the mean over different pairs
-    weighing one half each; otherwise only the sampler's balanced pairs. Every ``eval_every`` iterations it
-    records 5- and 20-way 1-shot accuracy on the evaluation alphabets (for the curves only;
-    nothing is selected on them). With ``run_name`` the state is saved every ``save_every``
+    weighing one half each; otherwise only the sampler's balanced pairs. Every ``eval_every``
+    iterations it records 5- and 20-way 1-shot accuracy on a third of the evaluation
+    characters (:func:`eval_subset`; for the curves only, nothing is selected on them). With ``run_name`` the state is saved every ``save_every``
     seconds and ``resume=True`` continues from it. Returns ``(net, history)``.
     """
     cfg = {**SIAMESE_CONFIG, **(config or {})}
