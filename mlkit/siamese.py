@@ -642,7 +642,8 @@ def train_siamese(iterations: int, *, config: dict[str, Any] | None = None, seed
     different-class ones), the mean over same pairs and the mean over different pairs
     weighing one half each; otherwise only the sampler's balanced pairs. Every ``eval_every``
     iterations it records 5- and 20-way 1-shot accuracy on a third of the evaluation
-    characters (:func:`eval_subset`; for the curves only, nothing is selected on them). With ``run_name`` the state is saved every ``save_every``
+    characters (:func:`eval_subset`; for the curves only, nothing is selected on them).
+    With ``run_name`` the state is saved every ``save_every``
     seconds and ``resume=True`` continues from it. Returns ``(net, history)``.
     """
     cfg = {**SIAMESE_CONFIG, **(config or {})}
