@@ -640,6 +640,7 @@ def plot_trajectory(support_loss: object, query_loss: object, step_size: dict[st
     axes[0].set_xlabel("inner step t")
     axes[0].set_ylabel("cross-entropy")
     axes[0].set_yscale("symlog", linthresh=0.1)
+    axes[0].set_ylim(bottom=0)  # losses are never negative; symlog would show a negative band
     axes[0].legend(fontsize=8)
     axes[0].grid(alpha=0.3)
     for k, (layer, v) in enumerate(step_size.items()):
