@@ -150,9 +150,11 @@ md(r"""
 **Step 4: pull together, push apart.** `contrastive_loss` implements the source's objective
 (`form="source"`: $d$ for a same pair, $\max(0, m-d)$ for a different pair) and Hadsell,
 Chopra and LeCun's original {cite}`hadsell2006dimensionality` (`form="hadsell"`:
-$\tfrac12 d^2$ and $\tfrac12\max(0, m-d)^2$); section 4.6 compares them. A few Adam steps on
-one batch show the mechanism: the loss falls as same pairs move together and different pairs
-move out to the margin.
+$\tfrac12 d^2$ and $\tfrac12\max(0, m-d)^2$); section 4.7 compares them. A few Adam steps on
+one batch of a fresh network show the mechanism, and one of its subtleties: the loss falls as
+the same pairs move together, but the different pairs start far beyond the margin ($d
+\approx 6.5$ against $m = 1$), so they feel no push at all and shrink along with everything
+else. Only once they come inside $m$ does the second term start to hold them apart.
 """)
 
 code(r"""
@@ -414,7 +416,7 @@ md(r"""
 The errors are spread over all runs, from 1 to 12 per run of 20. Some confusions are
 understandable: the chosen drawing shares the query's gross shape (a loop, a crossing of
 strokes, a hook) while the detail that tells the two characters apart takes a pixel or two
-at 28×28 (runs 2 and 8). Others look unrelated to a human eye (runs 4 and 6): plain failures
+at 28×28 (runs 2, 4 and 8). Others look unrelated to a human eye (runs 3 and 6): plain failures
 of an embedding that is not yet good enough, the gap to Koch's 92% made visible. The network
 has never been told which details matter in a new alphabet, and in Lake's runs all 20
 candidates come from the query's alphabet, which is why they are harder than random 20-way
@@ -482,8 +484,8 @@ the margin has meaning only relative to the scale of the embedding: nothing stop
 from multiplying its outputs by two, which doubles every distance, and the 2-D embedding
 trained at $m = 4$ is very nearly the one trained at $m = 1$, four times larger (watch the
 axes; exercise 4.1 measures the factor). Third, at a small margin ($m = 0.25$) only about 1%
-of the different pairs are inside it: almost nothing pushes, and a network trained that way
-would be held apart mainly by how it started.
+of the different pairs are inside it: the second term of the loss would hardly push at all,
+and only the same-class pull would keep shaping the embedding.
 
 ## 4.7 The source's loss against Hadsell's
 
