@@ -77,3 +77,16 @@ def test_recipes_are_registered():
 
     names = recipes()
     assert {"siamese-omniglot", "protonet-omniglot"} <= set(names)
+
+
+def test_committed_checkpoint_reproduces_its_lake_runs_number():
+    """The checkpoint in the repository evaluates to the number its manifest records."""
+    from mlkit.data import load_lake_runs, omniglot_dir
+    from mlkit.siamese import lake_runs_accuracy
+
+    if not (omniglot_dir() / "all_runs.zip").exists():
+        pytest.skip("no Omniglot copy: set MLKIT_DATA")
+    torch.set_num_threads(1)
+    net, entry = P.load_protonet("protonet-omniglot")
+    acc, _ = lake_runs_accuracy(net, load_lake_runs())
+    assert round(float(acc.mean()), 2) == entry["metrics"]["lake_runs"][0]

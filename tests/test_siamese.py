@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -319,3 +320,19 @@ def test_fit_2d_embedding_separates_classes():
     assert min(gaps) > 2 * spread
     with pytest.raises(ValueError, match="features"):
         S.fit_2d_embedding(x, y[:5], 1.0)
+
+
+def test_committed_checkpoint_reproduces_its_lake_runs_number(capsys):
+    """The checkpoint in the repository evaluates to the number its manifest records."""
+    from mlkit.__main__ import main
+    from mlkit.data import omniglot_dir
+
+    if not (omniglot_dir() / "all_runs.zip").exists():
+        pytest.skip("no Omniglot copy: set MLKIT_DATA")
+    torch.set_num_threads(1)
+    _, entry = S.load_siamese("siamese-omniglot")
+    assert main(["evaluate", "siamese-omniglot", "--lake-runs", "--json"]) == 0
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert line["name"] == "siamese-omniglot" and line["metric"] == "accuracy"
+    assert line["tasks"] == 20
+    assert round(line["mean"], 2) == entry["metrics"]["lake_runs"][0]
