@@ -305,7 +305,8 @@ effective rank (the exponential of the entropy of its singular values
 Which parts of two drawings make the Siamese network call them the same? The pair's
 similarity $s(x_1, x_2) = -d(f(x_1), f(x_2))$ is a function of each image with the other
 held fixed, so Integrated Gradients {cite}`sundararajan2017axiomatic` can attribute it to
-the pixels of $x_1$, then of $x_2$. The metric learners use BatchNorm with running
+the pixels of $x_1$, then of $x_2$ (beside it, the plain gradient, saliency
+{cite}`simonyan2014deep`). The metric learners use BatchNorm with running
 statistics, so an image's embedding depends on that image alone and the attribution is
 well defined.
 """)
@@ -316,16 +317,19 @@ c1, c2 = g.choice(len(sub), 2, replace=False)
 a1, a2, b1 = (torch.from_numpy(sub.drawings(c, [i]).astype(np.float32))[:, None]
               for c, i in ((c1, 0), (c1, 1), (c2, 0)))
 pairs = {"same character": (a1, a2), "different characters": (a1, b1)}
-rows_img, maps, labels = [], [], []
+rows_img, sal_maps, maps, labels = [], [], [], []
 for kind, (u, v) in pairs.items():
     for who, (x, other) in (("first", (u, v)), ("second", (v, u))):
-        ig = I.integrated_gradients(I.pair_similarity(main_embed, other), x, n_steps=32)
+        similarity = I.pair_similarity(main_embed, other)
+        ig = I.integrated_gradients(similarity, x, n_steps=32)
+        sal_maps.append(I.saliency(similarity, x, absolute=False).attribution[0, 0])
         rows_img.append(x[0])
         maps.append(ig.attribution[0, 0])
         labels.append(f"{kind}\n{who} image")
     print(f"{kind}: distance {-float(ig.output):.3f}; IG completeness error "
           f"{float(ig.delta.abs()):.1e} of {float((ig.output - ig.baseline_output).abs()):.2f}")
-viz.plot_attribution_grid(torch.stack(rows_img), {"IG of the pair's similarity": torch.stack(maps)},
+viz.plot_attribution_grid(torch.stack(rows_img), {"saliency (signed gradient)": torch.stack(sal_maps),
+                                                   "Integrated Gradients": torch.stack(maps)},
                           row_labels=labels,
                           title=f"{main_name}: which pixels make the pair similar (red) or not (blue)")
 plt.show()
