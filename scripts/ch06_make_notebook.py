@@ -435,10 +435,10 @@ for name, (emb, _) in metric_nets.items():
     correct = (att.argmax(1) == ep.query_y).float().mean()
     print(f"{name}: mean attention on the true class's support image {float(on_true.mean()):.2f}; "
           f"largest attention on the right class for {100 * float(correct):.0f}% of the queries")
-viz.plot_support_attention(att, ep.support_x, ep.query_x, support_labels=ep.support_y,
-                           query_labels=ep.query_y,
-                           title=f"{name}: attention of each query over the support set")
-plt.show()
+    viz.plot_support_attention(att, ep.support_x, ep.query_x, support_labels=ep.support_y,
+                               query_labels=ep.query_y,
+                               title=f"{name}: attention of each query over the support set")
+    plt.show()
 
 for name, (emb, _) in metric_nets.items():
     zz = siamese.embed_pool(emb, sub)
@@ -754,7 +754,8 @@ for margin in MARGINS:
     c = case[margin]
     print(f"m = {margin:<5g} mean distance same {float(d_same.mean()):.3f}, different "
           f"{float(d_diff.mean()):.3f} (ratio {c['ratio']:.2f}); attention entropy "
-          f"{c['entropy']:.2f} of the uniform's; effective rank {c['erank']:.1f}")
+          f"{c['entropy']:.2f} of the uniform's; effective rank {c['erank']:.1f}; different "
+          f"pairs inside the margin in the last training batch {100 * c['diff_inside']:.0f}%")
 fig, axes = plt.subplots(1, len(case), figsize=(4.6 * len(case), 3.4))
 for ax, margin in zip(axes, case):
     viz.plot_distance_histograms(case[margin]["d_same"], case[margin]["d_diff"], margin, ax=ax,
@@ -771,7 +772,10 @@ that of the uniform distribution): the embedding no longer tells characters apar
 $m = 1$ the two histograms separate. The effective rank does *not* flag this collapse: the
 shrunken embedding still spreads its small variance over many directions, it has collapsed
 in scale relative to the differences between characters, not in dimension. The accuracy
-measures the fix:
+measures the fix. The last number printed for each margin, the share of different-class
+pairs inside it at the end of training, tells how often the push acted at all: while no
+different-class pair comes within the margin the loss only pulls, so two small margins
+that no pair reaches give nearly the same training run.
 """)
 
 code(r"""
