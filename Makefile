@@ -33,9 +33,11 @@ install: $(STAMP)
 book: install
 	$(BIN)/jupyter-book build .
 
-## Re-execute every chapter in place (stores fresh outputs).
+## Re-execute every chapter in place (stores fresh outputs). The stored outputs keep only the
+## static twin of each slider explorer: nbclient sometimes misses the end of a cell that
+## displays a live widget and waits for its timeout, and a stored live widget has no kernel.
 execute: install
-	$(BIN)/jupyter execute --inplace --timeout=$(TIMEOUT) chapters/*.ipynb
+	MLKIT_NO_LIVE_WIDGETS=1 $(BIN)/jupyter execute --inplace --timeout=$(TIMEOUT) chapters/*.ipynb
 
 ## Open the chapters in JupyterLab.
 lab: install

@@ -24,7 +24,12 @@ def table() -> str:
         text = "<br>".join(
             f"{ev['mean']:.2f} ± {ev['ci95']:.2f}{'%' if ev['metric'] == 'accuracy' else ' MSE'} "
             f"({', '.join(f'{k}={v}' for k, v in ev['settings'].items() if k != 'seed')}; "
-            f"{ev['tasks']} tasks)" for ev in evs) or "not recorded"
+            f"{ev['tasks']} tasks)" for ev in evs)
+        # the metric learners keep their measured results as [mean, ci95] in "metrics"
+        pairs = [f"{v[0]:.2f} ± {v[1]:.2f}% ({k.replace('_', ' ')})"
+                 for k, v in (e.get("metrics") or {}).items()
+                 if isinstance(v, list) and len(v) == 2 and all(isinstance(x, float) for x in v)]
+        text = "<br>".join([t for t in [text] + pairs if t]) or "not recorded"
         hours = e["wall_time_s"] / 3600
         rows.append(f"| {name} | {e['iterations']} | {hours:.2f} h | {e['machine']} | {text} |")
     return "\n".join(rows)

@@ -70,7 +70,7 @@ from mlkit.checkpoints import checkpoint_entry
 from mlkit.widgets import Slider, explorer
 
 torch.set_num_threads(1)  # single-threaded reductions: the printed numbers are reproducible
-torch.manual_seed(0)
+_ = torch.manual_seed(0)
 """)
 
 md(r"""
