@@ -70,6 +70,7 @@ def _parser(names: list[str]) -> argparse.ArgumentParser:
     e.add_argument("--lake-runs", action="store_true", help="Lake et al.'s 20 official runs")
     e.add_argument("--seed", type=int, default=1)
     e.add_argument("--device", default="cpu")
+    e.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     e.add_argument("--json", action="store_true", help="end with one JSON line")
     e.add_argument("--record", action="store_true",
                    help="keep the result in the checkpoint's manifest entry")
