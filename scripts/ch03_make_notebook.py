@@ -221,8 +221,8 @@ they started tell that story; section 1.2's *debugging* need in miniature.
 
 Move the sliders to re-adapt the loaded MAML model to the same 5-point task with another
 number of inner steps or another inner rate $\alpha$ (log scale). On the built site the
-figures were computed in advance for every slider position; in JupyterLab the live version
-below them recomputes.
+figures were computed in advance for every slider position; in JupyterLab, once you run the
+cell, the same sliders recompute the figure live.
 """)
 
 code(r"""
