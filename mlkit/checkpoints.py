@@ -38,6 +38,7 @@ __all__ = [
     "machine_description",
     "Autosaver",
     "record_evaluation",
+    "ResumableRun",
 ]
 
 _ROOT = Path(__file__).resolve().parent.parent
@@ -200,3 +201,44 @@ class Autosaver:
             self.last = time.monotonic()
             return True
         return False
+
+
+class ResumableRun:
+    """The bookkeeping of a resumable training loop: model, optimiser, random streams, history.
+
+    With ``resume=True`` and a state saved under ``runs/<name>/`` it restores the model, the
+    optimiser, the sampler's numpy generator ``rng``, torch's random state, the history and the
+    iteration reached, so the loop continues exactly where it stopped. ``history`` is a dict
+    whose ``"wall_time_s"`` accumulates over resumed sessions. :meth:`save` writes the state
+    atomically (nothing when ``name`` is None); :meth:`due` says when ``save_every`` seconds
+    have passed since the last save.
+    """
+
+    def __init__(self, name: str | None, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                 rng: Any, history: dict[str, Any], *, resume: bool = False,
+                 save_every: float = 120.0) -> None:
+        self.name, self.model, self.optimizer, self.rng = name, model, optimizer, rng
+        self.history, self.iteration = history, 0
+        state = load_state(name) if (resume and name) else None
+        if state is not None:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            rng.bit_generator.state = state["sampler_rng"]
+            torch.set_rng_state(state["torch_rng"])
+            self.history, self.iteration = state["history"], state["iteration"]
+        self._saver = Autosaver(save_every)
+        self._t0 = time.monotonic() - self.history["wall_time_s"]
+
+    def due(self) -> bool:
+        """Whether ``save_every`` seconds have passed since the last save."""
+        return self._saver.due()
+
+    def save(self, iteration: int, config: dict[str, Any]) -> None:
+        """Record the wall time and write the state reached after ``iteration`` steps."""
+        self.history["wall_time_s"] = time.monotonic() - self._t0
+        if self.name:
+            save_state(self.name, {"model": self.model.state_dict(),
+                                   "optimizer": self.optimizer.state_dict(),
+                                   "sampler_rng": self.rng.bit_generator.state,
+                                   "torch_rng": torch.get_rng_state(), "history": self.history,
+                                   "iteration": iteration, "config": config})

@@ -11,7 +11,6 @@ alphabets and on Lake's 20 runs with the tools of :mod:`mlkit.siamese`.
 from __future__ import annotations
 
 import argparse
-import time
 from typing import Any
 
 import numpy as np
@@ -19,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoints import Autosaver, load_checkpoint, load_state, save_checkpoint, save_state
+from .checkpoints import ResumableRun, load_checkpoint, save_checkpoint
 from .data import EpisodeSampler, omniglot_classes
 from .nets import InductiveConvEmbedding
 from .siamese import (embed_pool, eval_subset, evaluate_embedding, few_shot_accuracy, final_metrics,
@@ -111,24 +110,9 @@ def train_protonet(iterations: int, *, config: dict[str, Any] | None = None, see
     sampler = EpisodeSampler(pool, cfg["train_way"], cfg["k_shot"], cfg["q_queries"], seed=seed)
     history: dict[str, Any] = {"iteration": [], "loss": [], "accuracy": [],
                                "eval_iteration": [], "eval": [], "wall_time_s": 0.0}
-    start_it = 0
-    state = load_state(run_name) if (resume and run_name) else None
-    if state is not None:
-        net.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sampler.rng.bit_generator.state = state["sampler_rng"]
-        torch.set_rng_state(state["torch_rng"])
-        history, start_it = state["history"], state["iteration"]
-    saver = Autosaver(save_every)
-    t0 = time.monotonic() - history["wall_time_s"]
-
-    def save(it: int) -> None:
-        history["wall_time_s"] = time.monotonic() - t0
-        if run_name:
-            save_state(run_name, {"model": net.state_dict(), "optimizer": opt.state_dict(),
-                                  "sampler_rng": sampler.rng.bit_generator.state,
-                                  "torch_rng": torch.get_rng_state(), "history": history,
-                                  "iteration": it, "config": cfg})
+    run = ResumableRun(run_name, net, opt, sampler.rng, history, resume=resume,
+                       save_every=save_every)
+    history, start_it = run.history, run.iteration
 
     from tqdm.auto import tqdm
 
@@ -157,9 +141,9 @@ def train_protonet(iterations: int, *, config: dict[str, Any] | None = None, see
             net.train()
             bar.set_postfix(loss=f"{loss.item():.3f}", **{k: f"{v:.1f}" for k, v in
                                                           history["eval"][-1].items()})
-        if saver.due():
-            save(it + 1)
-    save(iterations)
+        if run.due():
+            run.save(it + 1, cfg)
+    run.save(iterations, cfg)
     return net.eval(), history
 
 

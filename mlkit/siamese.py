@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -38,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoints import Autosaver, load_checkpoint, load_state, save_checkpoint, save_state
+from .checkpoints import ResumableRun, load_checkpoint, save_checkpoint
 from .data import DRAWINGS, ClassPool, Episode, load_lake_runs, omniglot_classes
 from .nets import InductiveConvEmbedding
 from .stats import mean_ci95
@@ -662,24 +661,9 @@ def train_siamese(iterations: int, *, config: dict[str, Any] | None = None, seed
     history: dict[str, Any] = {"iteration": [], "loss": [], "d_same": [], "d_diff": [],
                                "inside_margin": [], "eval_iteration": [], "eval": [],
                                "wall_time_s": 0.0}
-    start_it = 0
-    state = load_state(run_name) if (resume and run_name) else None
-    if state is not None:
-        net.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sampler.rng.bit_generator.state = state["sampler_rng"]
-        torch.set_rng_state(state["torch_rng"])
-        history, start_it = state["history"], state["iteration"]
-    saver = Autosaver(save_every)
-    t0 = time.monotonic() - history["wall_time_s"]
-
-    def save(it: int) -> None:
-        history["wall_time_s"] = time.monotonic() - t0
-        if run_name:
-            save_state(run_name, {"model": net.state_dict(), "optimizer": opt.state_dict(),
-                                  "sampler_rng": sampler.rng.bit_generator.state,
-                                  "torch_rng": torch.get_rng_state(), "history": history,
-                                  "iteration": it, "config": cfg})
+    run = ResumableRun(run_name, net, opt, sampler.rng, history, resume=resume,
+                       save_every=save_every)
+    history, start_it = run.history, run.iteration
 
     from tqdm.auto import tqdm
 
@@ -720,9 +704,9 @@ def train_siamese(iterations: int, *, config: dict[str, Any] | None = None, seed
             net.train()
             bar.set_postfix(loss=f"{loss.item():.3f}", **{k: f"{v:.1f}" for k, v in
                                                           history["eval"][-1].items()})
-        if saver.due():
-            save(it + 1)
-    save(iterations)
+        if run.due():
+            run.save(it + 1, cfg)
+    run.save(iterations, cfg)
     net.eval()
     return net, history
 
