@@ -633,6 +633,32 @@ def _command(args: argparse.Namespace) -> str:
     return " ".join(parts)
 
 
+def _state_from_checkpoint(name: str, model: nn.Module, config: MAMLConfig,
+                           seed: int) -> dict[str, Any] | None:
+    """A resumable state rebuilt from the committed checkpoint, for a fresh clone.
+
+    ``runs/`` (with the optimiser's moments and the random streams) is not committed, so a
+    later session on another machine resumes from the checkpoint's weights, iteration count,
+    wall time and compact history, with a fresh Adam state and a new task stream (seeded by
+    seed and iteration, so the tasks already seen are not drawn again in the same order).
+    """
+    from .checkpoints import manifest
+
+    if name not in manifest():
+        return None
+    weights, entry = load_checkpoint(name)
+    model.load_state_dict(weights)
+    it = int(entry["iterations"])
+    print(f"no saved state for {name} in runs/: resuming from the committed checkpoint at "
+          f"iteration {it} (fresh optimiser state)")
+    return {"model": weights,
+            "optimizer": torch.optim.Adam(model.parameters(), lr=config.meta_lr).state_dict(),
+            "rng": np.random.default_rng([seed, it]).bit_generator.state,
+            "torch_rng": torch.get_rng_state(),
+            "history": list(entry.get("metrics", {}).get("history", [])),
+            "iteration": it, "elapsed_s": float(entry["wall_time_s"])}
+
+
 def _train_recipe(name: str) -> Callable[[argparse.Namespace], None]:
     def train(args: argparse.Namespace) -> None:
         config = MAMLConfig(**asdict(CONFIGS[name]))
@@ -643,6 +669,8 @@ def _train_recipe(name: str) -> Callable[[argparse.Namespace], None]:
         torch.manual_seed(args.seed)
         model = build_model(config).to(args.device)
         state = load_state(name) if args.resume else None
+        if args.resume and state is None:
+            state = _state_from_checkpoint(name, model, config, args.seed)
         if args.resume and state is None:
             print(f"no saved state for {name}: starting from scratch")
         if state is not None:

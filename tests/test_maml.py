@@ -217,3 +217,22 @@ def test_cli_evaluate_json_line():
     line = json.loads(out.strip().splitlines()[-1])
     assert line["name"] == "maml-sinusoid" and line["metric"] == "mse" and line["tasks"] == 50
     assert 0 < line["mean"] < 1.0 and line["ci95"] > 0
+
+
+def test_resume_on_a_fresh_clone_starts_from_the_committed_checkpoint(tmp_path):
+    # runs/ is not committed: --resume without it continues from the checkpoint's iteration
+    env = {**__import__("os").environ, "MLKIT_CHECKPOINTS": str(tmp_path / "ck"),
+           "MLKIT_RUNS": str(tmp_path / "runs")}
+    cmd = [sys.executable, "-m", "mlkit", "train", "maml-sinusoid"]
+    subprocess.run(cmd + ["--iterations", "20"], env=env, check=True, capture_output=True)
+    first = json.loads((tmp_path / "ck" / "MANIFEST.json").read_text())["maml-sinusoid"]
+    import shutil
+
+    shutil.rmtree(tmp_path / "runs")
+    out = subprocess.run(cmd + ["--iterations", "30", "--resume"], env=env, check=True,
+                         capture_output=True, text=True).stdout
+    assert "resuming from the committed checkpoint at iteration 20" in out
+    second = json.loads((tmp_path / "ck" / "MANIFEST.json").read_text())["maml-sinusoid"]
+    assert first["iterations"] == 20 and second["iterations"] == 30
+    assert second["wall_time_s"] >= first["wall_time_s"]
+    assert second["sha256"] != first["sha256"]
