@@ -25,6 +25,17 @@ def _np(a: object) -> np.ndarray:
     return np.asarray(a)
 
 
+def _finish_image_grid(fig: Figure, axes: np.ndarray, title: str | None) -> Figure:
+    """Shared ending of the image-grid figures: no ticks, an optional title, tight layout."""
+    for a in axes.ravel():
+        a.set_xticks([])
+        a.set_yticks([])
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 def plot_sinusoid_fits(x: object, curves: dict[str, object], support_x: object,
                        support_y: object, *, truth: object | None = None,
                        title: str | None = None, ax: plt.Axes | None = None) -> Figure:
@@ -231,13 +242,7 @@ def plot_activation_maps(image: object, activations: dict[str, object], *,
             axes[r, c + 1].imshow(act[c], cmap="magma", vmin=0, vmax=top)
             if r == 0:
                 axes[r, c + 1].set_title(f"unit {c}", fontsize=8)
-    for a in axes.ravel():
-        a.set_xticks([])
-        a.set_yticks([])
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return fig
+    return _finish_image_grid(fig, axes, title)
 
 
 # ======================================================================================
@@ -712,13 +717,7 @@ def plot_attribution_grid(images: object, maps: dict[str, object], *,
             if r == 0:
                 axes[r, c + 1].set_title(name, fontsize=8)
     axes[0, 0].set_title("image", fontsize=8)
-    for a in axes.ravel():
-        a.set_xticks([])
-        a.set_yticks([])
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return fig
+    return _finish_image_grid(fig, axes, title)
 
 
 def plot_support_influence(query: object, support: object, loo: object, grad_maps: object,
