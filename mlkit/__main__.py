@@ -59,6 +59,9 @@ def _parser(names: list[str]) -> argparse.ArgumentParser:
     t.add_argument("--device", default="cpu")
     t.add_argument("--save-every", type=float, default=120.0, help="seconds between saves")
     t.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    t.add_argument("--max-minutes", type=float, default=None,
+                   help="stop after this many minutes, saving the state and the checkpoint "
+                        "reached; --resume goes on from there")
     e = sub.add_parser("evaluate", help="evaluate a checkpoint on fresh test tasks")
     e.add_argument("name", choices=names)
     e.add_argument("--tasks", type=int, default=600)
@@ -81,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     table = recipes()
     args = _parser(sorted(table)).parse_args(argv)
     recipe = table[args.name]
+    if getattr(args, "max_minutes", None) is not None and not (
+            0 < args.max_minutes < float("inf")):
+        raise SystemExit(f"--max-minutes must be positive and finite, got {args.max_minutes}")
     if getattr(args, "threads", None):
         import torch
 

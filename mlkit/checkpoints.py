@@ -211,12 +211,16 @@ class ResumableRun:
     iteration reached, so the loop continues exactly where it stopped. ``history`` is a dict
     whose ``"wall_time_s"`` accumulates over resumed sessions. :meth:`save` writes the state
     atomically (nothing when ``name`` is None); :meth:`due` says when ``save_every`` seconds
-    have passed since the last save.
+    have passed since the last save; :meth:`out_of_time` when ``time_limit_s`` seconds have
+    passed since this object was made (never when it is None).
     """
 
     def __init__(self, name: str | None, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                  rng: Any, history: dict[str, Any], *, resume: bool = False,
-                 save_every: float = 120.0) -> None:
+                 save_every: float = 120.0, time_limit_s: float | None = None) -> None:
+        if time_limit_s is not None and not (0 < time_limit_s < float("inf")):
+            raise ValueError(f"time_limit_s must be positive and finite, got {time_limit_s}")
+        self.time_limit_s, self._started = time_limit_s, time.monotonic()
         self.name, self.model, self.optimizer, self.rng = name, model, optimizer, rng
         self.history, self.iteration = history, 0
         state = load_state(name) if (resume and name) else None
@@ -232,6 +236,11 @@ class ResumableRun:
     def due(self) -> bool:
         """Whether ``save_every`` seconds have passed since the last save."""
         return self._saver.due()
+
+    def out_of_time(self) -> bool:
+        """Whether this session's ``time_limit_s`` is spent."""
+        return (self.time_limit_s is not None
+                and time.monotonic() - self._started >= self.time_limit_s)
 
     def save(self, iteration: int, config: dict[str, Any]) -> None:
         """Record the wall time and write the state reached after ``iteration`` steps."""

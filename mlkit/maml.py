@@ -37,6 +37,7 @@ alpha = 0.4 N on the mean) are provided.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -49,7 +50,8 @@ from torch import nn
 from torch.func import functional_call
 
 from . import data as D
-from .checkpoints import Autosaver, load_checkpoint, load_state, save_checkpoint, save_state
+from .checkpoints import (Autosaver, load_checkpoint, load_state, machine_description, manifest,
+                          save_checkpoint, save_state)
 from .nets import ConvNet, SinusoidMLP, head_parameter_names
 from .stats import mean_ci95
 
@@ -387,7 +389,8 @@ def meta_train(model: nn.Module, sample: Callable[[np.random.Generator], Any], *
                rng: np.random.Generator | None = None, state: dict[str, Any] | None = None,
                save: Callable[[dict[str, Any]], None] | None = None, save_every_s: float = 120.0,
                log_every: int = 10, progress: bool = True,
-               batched: bool | None = None) -> list[dict[str, float]]:
+               batched: bool | None = None,
+               time_limit_s: float | None = None) -> list[dict[str, float]]:
     """The outer loop: Adam on the mean query loss after adaptation, for ``iterations`` steps.
 
     ``sample(rng)`` returns a task batch (fields ``support_x, support_y, query_x, query_y``
@@ -395,17 +398,24 @@ def meta_train(model: nn.Module, sample: Callable[[np.random.Generator], Any], *
     ``iteration``, ``meta_loss`` and, when ``metric`` is given (e.g. :func:`accuracy`), the
     query metric after adaptation. ``state`` (from an earlier ``save``) resumes a run: the
     model, optimiser, random stream and history continue exactly where they stopped.
-    ``save(state)`` is called every ``save_every_s`` seconds and at the end. ``batched``
-    picks the layout as in :func:`query_loss`.
+    ``save(state)`` is called every ``save_every_s`` seconds and at the end; the state's
+    ``sessions`` list says which machine trained which iterations, in how many seconds. ``batched``
+    picks the layout as in :func:`query_loss`. Each task batch is moved to the model's device.
+    With ``time_limit_s`` the loop stops after that many seconds of this call, saves the
+    iteration it reached, and returns: a later call with the saved state goes on from there.
     """
     from tqdm.auto import tqdm
 
     _check_inner(inner_steps, alpha)
     if iterations < 0:
         raise ValueError(f"iterations must be >= 0, got {iterations}")
+    if time_limit_s is not None and not (time_limit_s > 0 and math.isfinite(time_limit_s)):
+        raise ValueError(f"time_limit_s must be positive and finite, got {time_limit_s}")
+    device = next(model.parameters()).device
     rng = np.random.default_rng(0) if rng is None else rng
     opt = torch.optim.Adam(model.parameters(), lr=meta_lr)
     history: list[dict[str, float]] = []
+    sessions: list[dict[str, Any]] = []
     start, elapsed = 0, 0.0
     if state is not None:
         model.load_state_dict(state["model"])
@@ -413,20 +423,36 @@ def meta_train(model: nn.Module, sample: Callable[[np.random.Generator], Any], *
         rng.bit_generator.state = state["rng"]
         torch.set_rng_state(state["torch_rng"])
         history, start, elapsed = list(state["history"]), state["iteration"], state["elapsed_s"]
+        sessions = [dict(r) for r in state.get("sessions", [])] or (
+            [{"machine": "not recorded", "from_iteration": 0, "to_iteration": start,
+              "wall_time_s": round(elapsed, 1)}] if start else [])
+    # One row per machine: where the iterations were trained and what they cost, so that a
+    # run resumed on another machine still says which machine did which part.
+    here = machine_description()
+    if not sessions or sessions[-1]["machine"] != here:
+        sessions.append({"machine": here, "from_iteration": start, "to_iteration": start,
+                         "wall_time_s": 0.0})
+    session_wall = float(sessions[-1]["wall_time_s"])
 
     def snapshot(it: int) -> dict[str, Any]:
+        now = time.monotonic() - t0
+        sessions[-1].update(to_iteration=it, wall_time_s=round(session_wall + now, 1))
         return {"model": model.state_dict(), "optimizer": opt.state_dict(),
                 "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-                "history": history, "iteration": it,
-                "elapsed_s": elapsed + time.monotonic() - t0}
+                "history": history, "iteration": it, "elapsed_s": elapsed + now,
+                "sessions": sessions}
 
     saver = Autosaver(save_every_s)
     t0 = time.monotonic()
     it = start
     bar = tqdm(range(start, iterations), initial=start, total=iterations, disable=not progress,
                desc="meta-train", mininterval=1.0)
+    reached = iterations
     for it in bar:
-        batch = sample(rng)
+        if time_limit_s is not None and time.monotonic() - t0 >= time_limit_s:
+            reached = it
+            break
+        batch = _to_device(sample(rng), device)
         losses, out = query_loss(model, batch, loss_fn=loss_fn, inner_steps=inner_steps,
                                  alpha=alpha, first_order=first_order, adapt_names=adapt_names,
                                  inner_loss_fn=inner_loss_fn, batched=batched)
@@ -442,9 +468,24 @@ def meta_train(model: nn.Module, sample: Callable[[np.random.Generator], Any], *
         if save is not None and saver.due():
             save(snapshot(it + 1))
     bar.close()
+    if reached < iterations:
+        print(f"time limit of {time_limit_s:.0f} s reached at iteration {reached} of {iterations}")
     if save is not None:
-        save(snapshot(iterations))
+        save(snapshot(reached))
     return history
+
+
+def _to_device(batch: Any, device: torch.device) -> Any:
+    """``batch`` (a dataclass or named tuple of tensors and arrays) with its tensors on
+    ``device``; the batch itself when they are there already."""
+    fields = _batch_fields(batch)
+    if all(t.device == device for t in fields):
+        return batch
+    moved = dict(zip(("support_x", "support_y", "query_x", "query_y"),
+                     (t.to(device, non_blocking=True) for t in fields)))
+    if hasattr(batch, "_replace"):
+        return batch._replace(**moved)
+    return dataclasses.replace(batch, **moved)
 
 
 def evaluate(model: nn.Module, tasks: Iterable[Any], *, loss_fn: LossFn, inner_steps: int,
@@ -642,8 +683,6 @@ def _state_from_checkpoint(name: str, model: nn.Module, config: MAMLConfig,
     wall time and compact history, with a fresh Adam state and a new task stream (seeded by
     seed and iteration, so the tasks already seen are not drawn again in the same order).
     """
-    from .checkpoints import manifest
-
     if name not in manifest():
         return None
     weights, entry = load_checkpoint(name)
@@ -656,7 +695,10 @@ def _state_from_checkpoint(name: str, model: nn.Module, config: MAMLConfig,
             "rng": np.random.default_rng([seed, it]).bit_generator.state,
             "torch_rng": torch.get_rng_state(),
             "history": list(entry.get("metrics", {}).get("history", [])),
-            "iteration": it, "elapsed_s": float(entry["wall_time_s"])}
+            "iteration": it, "elapsed_s": float(entry["wall_time_s"]),
+            "sessions": list(entry.get("metrics", {}).get("sessions", [
+                {"machine": entry["machine"], "from_iteration": 0, "to_iteration": it,
+                 "wall_time_s": float(entry["wall_time_s"])}]))}
 
 
 def _train_recipe(name: str) -> Callable[[argparse.Namespace], None]:
@@ -667,6 +709,8 @@ def _train_recipe(name: str) -> Callable[[argparse.Namespace], None]:
         if args.iterations is not None:
             config.iterations = args.iterations
         torch.manual_seed(args.seed)
+        if str(args.device).startswith("cuda"):
+            torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its kernels
         model = build_model(config).to(args.device)
         state = load_state(name) if args.resume else None
         if args.resume and state is None:
@@ -675,6 +719,11 @@ def _train_recipe(name: str) -> Callable[[argparse.Namespace], None]:
             print(f"no saved state for {name}: starting from scratch")
         if state is not None:
             print(f"resuming {name} at iteration {state['iteration']}")
+            if "sessions" not in state and name in manifest():
+                # a state saved before sessions were kept: the manifest knows its machine
+                state["sessions"] = [{"machine": manifest()[name]["machine"],
+                                      "from_iteration": 0, "to_iteration": state["iteration"],
+                                      "wall_time_s": round(state["elapsed_s"], 1)}]
         inner, outer = _losses(config)
         metric = mse_loss if config.task == "sinusoid" else accuracy
 
@@ -684,7 +733,8 @@ def _train_recipe(name: str) -> Callable[[argparse.Namespace], None]:
             save_checkpoint(name, s["model"], config=asdict(config), command=_command(args),
                             seed=args.seed, iterations=s["iteration"],
                             wall_time_s=s["elapsed_s"],
-                            metrics={"history": compact_history(s["history"])})
+                            metrics={"history": compact_history(s["history"]),
+                                     "sessions": s["sessions"]})
 
         meta_train(model, _sampler(config), loss_fn=outer, inner_loss_fn=inner,
                    iterations=config.iterations, inner_steps=config.inner_steps,
@@ -693,6 +743,7 @@ def _train_recipe(name: str) -> Callable[[argparse.Namespace], None]:
                    adapt_names=_adapt_names(model, config), metric=metric,
                    rng=np.random.default_rng(args.seed), state=state, save=save,
                    save_every_s=args.save_every,
+                   time_limit_s=None if args.max_minutes is None else 60.0 * args.max_minutes,
                    # With one query per class the grouped-convolution layout was the faster
                    # on the CPU (benchmarks/RESULTS.md); the MLP always takes it.
                    batched=supports_task_batch(model))

@@ -40,7 +40,8 @@ def prototypes(support: torch.Tensor, support_y: torch.Tensor, n_way: int) -> to
     counts = torch.bincount(support_y, minlength=n_way)
     if bool((counts == 0).any()):
         raise ValueError("support_y must give every class at least one support example")
-    sums = torch.zeros(n_way, support.shape[1], dtype=support.dtype).index_add_(
+    sums = torch.zeros(n_way, support.shape[1], dtype=support.dtype,
+                       device=support.device).index_add_(
         0, support_y, support)
     return sums / counts[:, None].to(support.dtype)
 
@@ -89,14 +90,15 @@ def build_protonet(config: dict[str, Any]) -> InductiveConvEmbedding:
 
 def train_protonet(iterations: int, *, config: dict[str, Any] | None = None, seed: int = 0,
                    resume: bool = False, run_name: str | None = None, save_every: float = 120.0,
-                   progress: bool = True, device: str = "cpu"
+                   progress: bool = True, device: str = "cpu", time_limit_s: float | None = None
                    ) -> tuple[InductiveConvEmbedding, dict[str, Any]]:
     """Train a prototypical network for ``iterations`` episodes (Adam; Snell et al. 2017).
 
     Episodes are ``train_way``-way ``k_shot``-shot with ``q_queries`` queries per class from
     ``config["split"]``. Every ``eval_every`` episodes it records 5- and 20-way 1-shot
     accuracy on the evaluation alphabets (for the curves; nothing is selected on them).
-    Resumable like :func:`mlkit.siamese.train_siamese`. Returns ``(embedding, history)``.
+    Resumable, and stopped by ``time_limit_s``, like :func:`mlkit.siamese.train_siamese`.
+    Returns ``(embedding, history)``.
     """
     cfg = {**PROTONET_CONFIG, **(config or {})}
     if isinstance(iterations, bool) or not isinstance(iterations, (int, np.integer)) or (
@@ -111,7 +113,7 @@ def train_protonet(iterations: int, *, config: dict[str, Any] | None = None, see
     history: dict[str, Any] = {"iteration": [], "loss": [], "accuracy": [],
                                "eval_iteration": [], "eval": [], "wall_time_s": 0.0}
     run = ResumableRun(run_name, net, opt, sampler.rng, history, resume=resume,
-                       save_every=save_every)
+                       save_every=save_every, time_limit_s=time_limit_s)
     history, start_it = run.history, run.iteration
 
     from tqdm.auto import tqdm
@@ -120,7 +122,12 @@ def train_protonet(iterations: int, *, config: dict[str, Any] | None = None, see
     net.train()
     bar = tqdm(range(start_it, iterations), initial=start_it, total=iterations,
                desc="protonet", disable=not progress, mininterval=5)
+    reached = iterations
     for it in bar:
+        if run.out_of_time():
+            reached = it
+            print(f"time limit reached at iteration {it} of {iterations}; --resume goes on")
+            break
         for g in opt.param_groups:
             g["lr"] = cfg["lr"] * 0.5 ** min(it // step, cfg["lr_halvings"])
         ep = sampler.episode()
@@ -143,7 +150,8 @@ def train_protonet(iterations: int, *, config: dict[str, Any] | None = None, see
                                                           history["eval"][-1].items()})
         if run.due():
             run.save(it + 1, cfg)
-    run.save(iterations, cfg)
+    bar.close()
+    run.save(reached, cfg)
     return net.eval(), history
 
 
@@ -165,14 +173,17 @@ def _train_cli(args: argparse.Namespace) -> None:
     name = "protonet-omniglot"
     iterations = args.iterations or PROTONET_ITERATIONS
     net, history = train_protonet(iterations, seed=args.seed, resume=args.resume, run_name=name,
-                                  save_every=args.save_every, device=args.device)
+                                  save_every=args.save_every, device=args.device,
+                                 time_limit_s=None if args.max_minutes is None
+                                 else 60.0 * args.max_minutes)
     net = net.cpu().eval()
     metrics = final_metrics(net, method="prototype")
     metrics["final_loss"] = round(float(np.mean(history["loss"][-100:])), 4)
     metrics["curves"] = training_curves(history, ["loss", "accuracy"])
     cmd = f"python -m mlkit train {name} --iterations {iterations} --seed {args.seed}"
     save_checkpoint(name, net.state_dict(), config={**PROTONET_CONFIG}, command=cmd,
-                    seed=args.seed, iterations=iterations,
+                    seed=args.seed,
+                    iterations=history["iteration"][-1] if history["iteration"] else 0,
                     wall_time_s=history["wall_time_s"], metrics=metrics)
     print(f"{name}: saved; {metrics}")
 

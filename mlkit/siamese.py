@@ -343,7 +343,8 @@ def affine_augment(x: torch.Tensor, *, seed: int | np.random.Generator | None = 
 @torch.no_grad()
 def embed_images(embed: Callable[[torch.Tensor], torch.Tensor] | nn.Module,
                  images: torch.Tensor | np.ndarray, *, batch_size: int = 128) -> torch.Tensor:
-    """``embed`` applied to ``images`` ``(n, 1, S, S)`` in chunks, without gradients.
+    """``embed`` applied to ``images`` ``(n, 1, S, S)`` in chunks, without gradients, on the
+    module's device; the result is on the CPU.
 
     A module is put in ``eval()`` mode first (BatchNorm running statistics), so the result
     does not depend on ``batch_size``; its previous mode is restored afterwards.
@@ -352,10 +353,14 @@ def embed_images(embed: Callable[[torch.Tensor], torch.Tensor] | nn.Module,
     if x.dim() != 4:
         raise ValueError(f"images must be (n, channels, S, S), got {tuple(x.shape)}")
     was_training = isinstance(embed, nn.Module) and embed.training
+    device = torch.device("cpu")
     if isinstance(embed, nn.Module):
         embed.eval()
+        device = next(embed.parameters(), torch.empty(0)).device
     try:
-        return torch.cat([embed(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+        with torch.no_grad():
+            return torch.cat([embed(x[i:i + batch_size].to(device)).cpu()
+                              for i in range(0, len(x), batch_size)])
     finally:
         if was_training:
             embed.train()
@@ -631,7 +636,7 @@ def _eval_snapshot(net: SiameseNet, pool: ClassPool, tasks: int, method: str) ->
 
 def train_siamese(iterations: int, *, config: dict[str, Any] | None = None, seed: int = 0,
                   resume: bool = False, run_name: str | None = None, save_every: float = 120.0,
-                  progress: bool = True, device: str = "cpu"
+                  progress: bool = True, device: str = "cpu", time_limit_s: float | None = None
                   ) -> tuple[SiameseNet, dict[str, Any]]:
     """Train a Siamese network on balanced pairs with the contrastive loss (Adam).
 
@@ -643,7 +648,8 @@ def train_siamese(iterations: int, *, config: dict[str, Any] | None = None, seed
     iterations it records 5- and 20-way 1-shot accuracy on a third of the evaluation
     characters (:func:`eval_subset`; for the curves only, nothing is selected on them).
     With ``run_name`` the state is saved every ``save_every``
-    seconds and ``resume=True`` continues from it. Returns ``(net, history)``.
+    seconds and ``resume=True`` continues from it; with ``time_limit_s`` the loop stops after
+    that many seconds and saves the iteration it reached. Returns ``(net, history)``.
     """
     cfg = {**SIAMESE_CONFIG, **(config or {})}
     _check_margin(cfg["margin"])
@@ -662,7 +668,7 @@ def train_siamese(iterations: int, *, config: dict[str, Any] | None = None, seed
                                "inside_margin": [], "eval_iteration": [], "eval": [],
                                "wall_time_s": 0.0}
     run = ResumableRun(run_name, net, opt, sampler.rng, history, resume=resume,
-                       save_every=save_every)
+                       save_every=save_every, time_limit_s=time_limit_s)
     history, start_it = run.history, run.iteration
 
     from tqdm.auto import tqdm
@@ -671,7 +677,12 @@ def train_siamese(iterations: int, *, config: dict[str, Any] | None = None, seed
     net.train()
     bar = tqdm(range(start_it, iterations), initial=start_it, total=iterations,
                desc="siamese", disable=not progress, mininterval=5)
+    reached = iterations
     for it in bar:
+        if run.out_of_time():
+            reached = it
+            print(f"time limit reached at iteration {it} of {iterations}; --resume goes on")
+            break
         for g in opt.param_groups:
             g["lr"] = cfg["lr"] * 0.5 ** min(it // step, cfg["lr_halvings"])
         b = sampler.batch()
@@ -706,7 +717,8 @@ def train_siamese(iterations: int, *, config: dict[str, Any] | None = None, seed
                                                           history["eval"][-1].items()})
         if run.due():
             run.save(it + 1, cfg)
-    run.save(iterations, cfg)
+    bar.close()
+    run.save(reached, cfg)
     net.eval()
     return net, history
 
@@ -768,14 +780,17 @@ def _train_cli(args: argparse.Namespace) -> None:
     name = "siamese-omniglot"
     iterations = args.iterations or SIAMESE_ITERATIONS
     net, history = train_siamese(iterations, seed=args.seed, resume=args.resume, run_name=name,
-                                 save_every=args.save_every, device=args.device)
+                                 save_every=args.save_every, device=args.device,
+                                 time_limit_s=None if args.max_minutes is None
+                                 else 60.0 * args.max_minutes)
     net = net.cpu().eval()
     metrics = final_metrics(net.embedding, method="nearest")
     metrics["final_loss"] = round(float(np.mean(history["loss"][-100:])), 4)
     metrics["curves"] = training_curves(history, ["loss", "d_same", "d_diff", "inside_margin"])
     cmd = f"python -m mlkit train {name} --iterations {iterations} --seed {args.seed}"
     save_checkpoint(name, net.state_dict(), config={**SIAMESE_CONFIG}, command=cmd,
-                    seed=args.seed, iterations=iterations,
+                    seed=args.seed,
+                    iterations=history["iteration"][-1] if history["iteration"] else 0,
                     wall_time_s=history["wall_time_s"], metrics=metrics)
     print(f"{name}: saved; {metrics}")
 

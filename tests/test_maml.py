@@ -236,3 +236,74 @@ def test_resume_on_a_fresh_clone_starts_from_the_committed_checkpoint(tmp_path):
     assert first["iterations"] == 20 and second["iterations"] == 30
     assert second["wall_time_s"] >= first["wall_time_s"]
     assert second["sha256"] != first["sha256"]
+
+
+def test_time_limit_stops_saves_and_resumes_exactly(monkeypatch):
+    # A fake clock that advances one second per task batch drawn, so the stop is exact.
+    clock = [0.0]
+    monkeypatch.setattr(M, "time", type("FakeTime", (), {"monotonic": staticmethod(lambda: clock[0])}))
+
+    def sample(rng):
+        clock[0] += 1.0
+        return D.sample_sinusoid_tasks(4, 5, seed=rng)
+
+    kw = dict(loss_fn=M.mse_loss, inner_steps=1, alpha=0.01, meta_lr=1e-3, progress=False,
+              log_every=1)
+    torch.manual_seed(0)
+    a = SinusoidMLP()
+    hist_a = M.meta_train(a, sample, iterations=6, rng=np.random.default_rng(5), **kw)
+    saved = {}
+    torch.manual_seed(0)
+    b = SinusoidMLP()
+    M.meta_train(b, sample, iterations=6, rng=np.random.default_rng(5), time_limit_s=2.5,
+                 save=lambda s: saved.update(s), **kw)
+    assert saved["iteration"] == 3  # three batches cost three fake seconds >= 2.5
+    assert saved["sessions"][-1]["from_iteration"] == 0
+    assert saved["sessions"][-1]["to_iteration"] == 3
+    c = SinusoidMLP()
+    hist_c = M.meta_train(c, sample, iterations=6, rng=np.random.default_rng(99), state=saved,
+                          save=lambda s: saved.update(s), **kw)
+    for p, q in zip(a.parameters(), c.parameters()):
+        torch.testing.assert_close(p, q, rtol=0, atol=0)
+    assert [h["meta_loss"] for h in hist_a] == [h["meta_loss"] for h in hist_c]
+    # both sessions ran on this machine: one row, iterations 0..6
+    assert len(saved["sessions"]) == 1 and saved["sessions"][0]["to_iteration"] == 6
+    assert saved["sessions"][0]["machine"] == C.machine_description()
+
+
+def test_sessions_keep_the_machine_of_each_part():
+    def sample(rng):
+        return D.sample_sinusoid_tasks(2, 5, seed=rng)
+
+    kw = dict(loss_fn=M.mse_loss, progress=False, rng=np.random.default_rng(0))
+    saved = {}
+    M.meta_train(SinusoidMLP(), sample, iterations=2, save=lambda s: saved.update(s), **kw)
+    saved["sessions"][0]["machine"] = "another machine"
+    M.meta_train(SinusoidMLP(), sample, iterations=3, state=dict(saved),
+                 save=lambda s: saved.update(s), **kw)
+    rows = [(r["machine"], r["from_iteration"], r["to_iteration"]) for r in saved["sessions"]]
+    assert rows == [("another machine", 0, 2), (C.machine_description(), 2, 3)]
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0, float("nan"), float("inf")])
+def test_bad_time_limit(bad):
+    with pytest.raises(ValueError, match="time_limit_s"):
+        M.meta_train(SinusoidMLP(), lambda rng: D.sample_sinusoid_tasks(2, 5, seed=rng),
+                     loss_fn=M.mse_loss, iterations=1, time_limit_s=bad, progress=False)
+
+
+def test_task_batches_move_to_the_model_device():
+    batch = _tiny_batch()
+    assert M._to_device(batch, torch.device("cpu")) is batch
+    moved = M._to_device(batch, torch.device("meta"))
+    assert all(t.device.type == "meta" for t in
+               (moved.support_x, moved.support_y, moved.query_x, moved.query_y))
+    assert moved.classes is batch.classes and batch.support_x.device.type == "cpu"
+    sin = M._to_device(D.sample_sinusoid_tasks(2, 5, seed=0), torch.device("meta"))
+    assert sin.query_y.device.type == "meta" and sin.amplitude.device.type == "cpu"
+
+
+def test_cli_refuses_a_bad_time_limit():
+    out = subprocess.run([sys.executable, "-m", "mlkit", "train", "maml-sinusoid",
+                          "--max-minutes", "0"], capture_output=True, text=True)
+    assert out.returncode != 0 and "--max-minutes must be positive" in out.stderr

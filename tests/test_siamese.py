@@ -336,3 +336,32 @@ def test_committed_checkpoint_reproduces_its_lake_runs_number(capsys):
     assert line["name"] == "siamese-omniglot" and line["metric"] == "accuracy"
     assert line["tasks"] == 20
     assert round(line["mean"], 2) == entry["metrics"]["lake_runs"][0]
+
+
+def test_time_limit_stops_and_resume_finishes_the_run(monkeypatch, tmp_path):
+    from mlkit.data import omniglot_dir
+
+    if not (omniglot_dir() / "images_background.npz").exists():
+        pytest.skip("no Omniglot copy: set MLKIT_DATA")
+    monkeypatch.setattr(C, "RUN_DIR", tmp_path)
+    torch.set_num_threads(1)
+    cfg = {"hidden": 8, "n_pairs": 16, "eval_every": 0, "rotations": False, "lr_halvings": 1}
+    straight, h = S.train_siamese(4, config=cfg, progress=False)
+    calls = iter([False, False, True])  # out of time before the third iteration
+    monkeypatch.setattr(C.ResumableRun, "out_of_time", lambda self: next(calls))
+    _, stopped = S.train_siamese(4, config=cfg, progress=False, run_name="t")
+    assert stopped["iteration"] == [1, 2] and C.load_state("t")["iteration"] == 2
+    monkeypatch.setattr(C.ResumableRun, "out_of_time", lambda self: False)
+    resumed, h2 = S.train_siamese(4, config=cfg, progress=False, run_name="t", resume=True)
+    for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()):
+        assert torch.equal(a, b)
+    assert h2["loss"] == h["loss"]
+    with pytest.raises(ValueError, match="time_limit_s"):
+        C.ResumableRun(None, straight, torch.optim.Adam(straight.parameters()),
+                       np.random.default_rng(0), {"wall_time_s": 0.0}, time_limit_s=0)
+
+
+def test_embed_images_runs_on_the_module_device_and_returns_cpu_values():
+    net = InductiveConvEmbedding(hidden=4)
+    z = S.embed_images(net, np.zeros((3, 1, 28, 28), np.float32))
+    assert z.device.type == "cpu" and z.shape == (3, 4) and not z.requires_grad
