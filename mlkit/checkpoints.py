@@ -209,7 +209,8 @@ class ResumableRun:
     With ``resume=True`` and a state saved under ``runs/<name>/`` it restores the model, the
     optimiser, the sampler's numpy generator ``rng``, torch's random state, the history and the
     iteration reached, so the loop continues exactly where it stopped. ``history`` is a dict
-    whose ``"wall_time_s"`` accumulates over resumed sessions. :meth:`save` writes the state
+    whose ``"wall_time_s"`` accumulates over resumed sessions and whose ``"sessions"`` rows say
+    which machine trained which iterations. :meth:`save` writes the state
     atomically (nothing when ``name`` is None); :meth:`due` says when ``save_every`` seconds
     have passed since the last save; :meth:`out_of_time` when ``time_limit_s`` seconds have
     passed since this object was made (never when it is None).
@@ -230,6 +231,18 @@ class ResumableRun:
             rng.bit_generator.state = state["sampler_rng"]
             torch.set_rng_state(state["torch_rng"])
             self.history, self.iteration = state["history"], state["iteration"]
+        # Which machine trained which iterations, as mlkit.maml's meta_train keeps it; a state
+        # saved before the rows were kept takes its machine from the manifest.
+        rows = self.history.setdefault("sessions", [])
+        if not rows and self.iteration:
+            known = manifest().get(name or "", {})
+            rows.append({"machine": known.get("machine", "not recorded"), "from_iteration": 0,
+                         "to_iteration": self.iteration,
+                         "wall_time_s": round(self.history["wall_time_s"], 1)})
+        if not rows or rows[-1]["machine"] != machine_description():
+            rows.append({"machine": machine_description(), "from_iteration": self.iteration,
+                         "to_iteration": self.iteration, "wall_time_s": 0.0})
+        self._session_wall = float(rows[-1]["wall_time_s"])
         self._saver = Autosaver(save_every)
         self._t0 = time.monotonic() - self.history["wall_time_s"]
 
@@ -245,6 +258,9 @@ class ResumableRun:
     def save(self, iteration: int, config: dict[str, Any]) -> None:
         """Record the wall time and write the state reached after ``iteration`` steps."""
         self.history["wall_time_s"] = time.monotonic() - self._t0
+        self.history["sessions"][-1].update(
+            to_iteration=iteration,
+            wall_time_s=round(self._session_wall + time.monotonic() - self._started, 1))
         if self.name:
             save_state(self.name, {"model": self.model.state_dict(),
                                    "optimizer": self.optimizer.state_dict(),

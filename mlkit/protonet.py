@@ -179,6 +179,7 @@ def _train_cli(args: argparse.Namespace) -> None:
     net = net.cpu().eval()
     metrics = final_metrics(net, method="prototype")
     metrics["final_loss"] = round(float(np.mean(history["loss"][-100:])), 4)
+    metrics["sessions"] = history.get("sessions", [])
     metrics["curves"] = training_curves(history, ["loss", "accuracy"])
     cmd = f"python -m mlkit train {name} --iterations {iterations} --seed {args.seed}"
     save_checkpoint(name, net.state_dict(), config={**PROTONET_CONFIG}, command=cmd,

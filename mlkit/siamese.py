@@ -786,6 +786,7 @@ def _train_cli(args: argparse.Namespace) -> None:
     net = net.cpu().eval()
     metrics = final_metrics(net.embedding, method="nearest")
     metrics["final_loss"] = round(float(np.mean(history["loss"][-100:])), 4)
+    metrics["sessions"] = history.get("sessions", [])
     metrics["curves"] = training_curves(history, ["loss", "d_same", "d_diff", "inside_margin"])
     cmd = f"python -m mlkit train {name} --iterations {iterations} --seed {args.seed}"
     save_checkpoint(name, net.state_dict(), config={**SIAMESE_CONFIG}, command=cmd,
