@@ -59,6 +59,8 @@ def _parser(names: list[str]) -> argparse.ArgumentParser:
     t.add_argument("--device", default="cpu")
     t.add_argument("--save-every", type=float, default=120.0, help="seconds between saves")
     t.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    t.add_argument("--workers", type=int, default=1,
+                   help="MAML recipes: share each task batch among this many threads")
     t.add_argument("--max-minutes", type=float, default=None,
                    help="stop after this many minutes, saving the state and the checkpoint "
                         "reached; --resume goes on from there")

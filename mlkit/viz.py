@@ -16,6 +16,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 
 def _np(a: object) -> np.ndarray:
@@ -290,6 +291,9 @@ def plot_curve_panels(panels: list[tuple[str, dict[str, tuple[object, object]]]]
         ax.set_title(name, fontsize=10)
         ax.set_xlabel(xlabel)
         ax.grid(alpha=0.3)
+        # tick labels like 12500 run into each other on a small panel: write 12.5k
+        if max((_np(x).max() for x, _ in lines.values() if _np(x).size), default=0) >= 10000:
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v / 1000:g}k" if v else "0"))
         if len(lines) > 1:
             ax.legend(fontsize=8)
     if title:
