@@ -11,14 +11,14 @@ import argparse
 import re
 from pathlib import Path
 
-from mlkit.checkpoints import manifest
+from mlkit.checkpoints import manifest, training_sessions
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
 
 def table() -> str:
-    rows = ["| checkpoint | iterations | training wall time | machine | evaluation (95% CI) |",
-            "|---|---|---|---|---|"]
+    rows = ["| checkpoint | iterations | training: wall time on each machine | evaluation (95% CI) |",
+            "|---|---|---|---|"]
     for name, e in manifest().items():
         evs = e.get("evaluations") or []
         text = "<br>".join(
@@ -30,8 +30,10 @@ def table() -> str:
                  for k, v in (e.get("metrics") or {}).items()
                  if isinstance(v, list) and len(v) == 2 and all(isinstance(x, float) for x in v)]
         text = "<br>".join([t for t in [text] + pairs if t]) or "not recorded"
-        hours = e["wall_time_s"] / 3600
-        rows.append(f"| {name} | {e['iterations']} | {hours:.2f} h | {e['machine']} | {text} |")
+        cost = "<br>".join(f"{r['from_iteration']:,}–{r['to_iteration']:,}: "
+                           f"{r['wall_time_s'] / 3600:.2f} h on {r['machine']}"
+                           for r in training_sessions(e))
+        rows.append(f"| {name} | {e['iterations']:,} | {cost} | {text} |")
     return "\n".join(rows)
 
 

@@ -36,6 +36,8 @@ __all__ = [
     "save_state",
     "load_state",
     "machine_description",
+    "training_sessions",
+    "describe_training",
     "Autosaver",
     "record_evaluation",
     "ResumableRun",
@@ -135,6 +137,28 @@ def _record(directory: Path, name: str, path: Path, command: str, seed: int, ite
     }
     text = json.dumps(dict(sorted(entries.items())), indent=2) + "\n"
     _atomic_write_bytes(directory / MANIFEST, lambda f: f.write(text.encode()))
+
+
+def training_sessions(entry: dict[str, Any]) -> list[dict[str, Any]]:
+    """Where a checkpoint was trained: one row per machine, ``{"machine", "from_iteration",
+    "to_iteration", "wall_time_s"}``, from its manifest entry.
+
+    Entries written before the rows were kept give one row (the machine and wall time the
+    entry names, for all its iterations).
+    """
+    rows = (entry.get("metrics") or {}).get("sessions") or []
+    if rows:
+        return [dict(r) for r in rows]
+    return [{"machine": entry["machine"], "from_iteration": 0,
+             "to_iteration": entry["iterations"], "wall_time_s": entry["wall_time_s"]}]
+
+
+def describe_training(entry: dict[str, Any]) -> str:
+    """One line per :func:`training_sessions` row, e.g. ``iterations 0-8,496: 1.51 h on CPU
+    (x86_64, 2 cores), torch 2.13.0+cpu, ...``."""
+    return "\n".join(
+        f"iterations {r['from_iteration']:,}-{r['to_iteration']:,}: "
+        f"{r['wall_time_s'] / 3600:.2f} h on {r['machine']}" for r in training_sessions(entry))
 
 
 def record_evaluation(name: str, result: dict[str, Any], *, command: str,

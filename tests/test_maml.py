@@ -362,3 +362,15 @@ def test_concurrent_meta_train_runs_and_restores_threads():
         with pytest.raises(ValueError, match="workers"):
             M.concurrent_meta_gradient(model, D.sample_sinusoid_tasks(2, 5, seed=0),
                                        loss_fn=M.mse_loss, workers=bad)
+
+
+def test_training_sessions_and_their_description():
+    old = {"machine": "CPU A", "iterations": 30, "wall_time_s": 7200.0, "metrics": {}}
+    assert C.training_sessions(old) == [{"machine": "CPU A", "from_iteration": 0,
+                                         "to_iteration": 30, "wall_time_s": 7200.0}]
+    rows = [{"machine": "CPU A", "from_iteration": 0, "to_iteration": 10, "wall_time_s": 3600.0},
+            {"machine": "GPU B", "from_iteration": 10, "to_iteration": 30, "wall_time_s": 36.0}]
+    new = {**old, "metrics": {"sessions": rows}}
+    assert C.training_sessions(new) == rows
+    assert C.describe_training(new).splitlines() == [
+        "iterations 0-10: 1.00 h on CPU A", "iterations 10-30: 0.01 h on GPU B"]
