@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 __all__ = [
@@ -232,7 +233,8 @@ class ResumableRun:
 
     With ``resume=True`` and a state saved under ``runs/<name>/`` it restores the model, the
     optimiser, the sampler's numpy generator ``rng``, torch's random state, the history and the
-    iteration reached, so the loop continues exactly where it stopped. ``history`` is a dict
+    iteration reached, so the loop continues exactly where it stopped; without a saved state
+    (a fresh clone) it starts from the committed checkpoint ``name``'s weights and iteration. ``history`` is a dict
     whose ``"wall_time_s"`` accumulates over resumed sessions and whose ``"sessions"`` rows say
     which machine trained which iterations. :meth:`save` writes the state
     atomically (nothing when ``name`` is None); :meth:`due` says when ``save_every`` seconds
@@ -255,6 +257,8 @@ class ResumableRun:
             rng.bit_generator.state = state["sampler_rng"]
             torch.set_rng_state(state["torch_rng"])
             self.history, self.iteration = state["history"], state["iteration"]
+        elif resume and name and name in manifest():
+            self._from_checkpoint(name)
         # Which machine trained which iterations, as mlkit.maml's meta_train keeps it; a state
         # saved before the rows were kept takes its machine from the manifest.
         rows = self.history.setdefault("sessions", [])
@@ -269,6 +273,21 @@ class ResumableRun:
         self._session_wall = float(rows[-1]["wall_time_s"])
         self._saver = Autosaver(save_every)
         self._t0 = time.monotonic() - self.history["wall_time_s"]
+
+    def _from_checkpoint(self, name: str) -> None:
+        # runs/ is not committed: on a fresh clone, resume from the committed checkpoint's
+        # weights and iteration (so a learning-rate schedule goes on where it was), with a
+        # fresh optimiser state and a new sampler stream; the earlier per-iteration history
+        # is not in the checkpoint, only its wall time and sessions rows.
+        weights, entry = load_checkpoint(name)
+        self.model.load_state_dict(weights)
+        self.iteration = int(entry["iterations"])
+        self.rng.bit_generator.state = np.random.default_rng(
+            [int(entry.get("seed", 0)), self.iteration]).bit_generator.state
+        self.history["wall_time_s"] = float(entry["wall_time_s"])
+        self.history["sessions"] = training_sessions(entry)
+        print(f"no saved state for {name} in runs/: resuming from the committed checkpoint at "
+              f"iteration {self.iteration} (fresh optimiser state; earlier history not kept)")
 
     def due(self) -> bool:
         """Whether ``save_every`` seconds have passed since the last save."""

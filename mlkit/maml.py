@@ -828,10 +828,11 @@ def _train_recipe(name: str) -> Callable[[argparse.Namespace], None]:
                    rng=np.random.default_rng(args.seed), state=state, save=save,
                    save_every_s=args.save_every,
                    time_limit_s=None if args.max_minutes is None else 60.0 * args.max_minutes,
-                   workers=getattr(args, "workers", 1),
+                   workers=args.workers,
                    # With one query per class the grouped-convolution layout was the faster
-                   # on the CPU (benchmarks/RESULTS.md); the MLP always takes it.
-                   batched=supports_task_batch(model))
+                   # on the CPU (benchmarks/RESULTS.md); the MLP always takes it. Shared among
+                   # threads, the per-task loop was the faster (both Omniglot recipes).
+                   batched=supports_task_batch(model) if args.workers == 1 else None)
     return train
 
 

@@ -783,6 +783,10 @@ def _train_cli(args: argparse.Namespace) -> None:
                                  save_every=args.save_every, device=args.device,
                                  time_limit_s=None if args.max_minutes is None
                                  else 60.0 * args.max_minutes)
+    if not history["iteration"]:
+        print(f"{name}: already at {history['sessions'][-1]['to_iteration']} iterations; "
+              f"nothing trained, checkpoint left as it is")
+        return
     net = net.cpu().eval()
     metrics = final_metrics(net.embedding, method="nearest")
     metrics["final_loss"] = round(float(np.mean(history["loss"][-100:])), 4)
@@ -791,7 +795,7 @@ def _train_cli(args: argparse.Namespace) -> None:
     cmd = f"python -m mlkit train {name} --iterations {iterations} --seed {args.seed}"
     save_checkpoint(name, net.state_dict(), config={**SIAMESE_CONFIG}, command=cmd,
                     seed=args.seed,
-                    iterations=history["iteration"][-1] if history["iteration"] else 0,
+                    iterations=history["sessions"][-1]["to_iteration"],
                     wall_time_s=history["wall_time_s"], metrics=metrics)
     print(f"{name}: saved; {metrics}")
 

@@ -365,3 +365,27 @@ def test_embed_images_runs_on_the_module_device_and_returns_cpu_values():
     net = InductiveConvEmbedding(hidden=4)
     z = S.embed_images(net, np.zeros((3, 1, 28, 28), np.float32))
     assert z.device.type == "cpu" and z.shape == (3, 4) and not z.requires_grad
+
+
+def test_resume_without_runs_starts_from_the_committed_checkpoint(monkeypatch, tmp_path, capsys):
+    from mlkit.data import omniglot_dir
+
+    if not (omniglot_dir() / "images_background.npz").exists():
+        pytest.skip("no Omniglot copy: set MLKIT_DATA")
+    monkeypatch.setattr(C, "RUN_DIR", tmp_path / "runs")
+    monkeypatch.setattr(C, "CHECKPOINT_DIR", tmp_path / "ck")
+    torch.set_num_threads(1)
+    cfg = {"hidden": 8, "n_pairs": 16, "eval_every": 0, "rotations": False, "lr_halvings": 1}
+    net, h = S.train_siamese(2, config=cfg, progress=False, run_name="fresh")
+    C.save_checkpoint("fresh", net.state_dict(), config=cfg, command="test", seed=0,
+                      iterations=2, wall_time_s=h["wall_time_s"],
+                      metrics={"sessions": h["sessions"]})
+    import shutil
+
+    shutil.rmtree(tmp_path / "runs")  # a fresh clone has no runs/
+    resumed, h2 = S.train_siamese(4, config=cfg, progress=False, run_name="fresh", resume=True)
+    assert "resuming from the committed checkpoint at iteration 2" in capsys.readouterr().out
+    assert h2["iteration"] == [3, 4]
+    assert h2["sessions"][-1]["to_iteration"] == 4 and h2["sessions"][0]["from_iteration"] == 0
+    assert not torch.equal(next(iter(resumed.state_dict().values())),
+                           next(iter(net.state_dict().values())))
