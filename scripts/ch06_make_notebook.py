@@ -66,7 +66,7 @@ import torch
 from scipy.stats import spearmanr
 
 from mlkit import data as D, interpret as I, maml, nets, protonet, siamese, viz
-from mlkit.checkpoints import manifest
+from mlkit.checkpoints import describe_training, manifest
 from mlkit.stats import mean_ci95
 from mlkit.widgets import Slider, explorer
 
@@ -94,7 +94,7 @@ code(r"""
 model, config, entry = maml.load_model("maml-omniglot-5w1s")
 model.eval()  # no effect on Finn's BatchNorm (always batch statistics); stated for clarity
 print(f"MAML checkpoint: {entry['iterations']:,} meta-iterations of the recipe's "
-      f"{config.iterations:,} ({entry['machine']})")
+      f"{config.iterations:,}, trained\n{describe_training(entry)}")
 print(f"inner loop: alpha = {config.alpha} on the summed cross-entropy, "
       f"{config.inner_steps} step in training, {config.test_inner_steps} at test")
 
@@ -407,8 +407,8 @@ plt.show()
 
 md(r"""
 The per-layer curves compound: a small change in an early layer is passed on and added to
-by every later one, so the relative change grows with depth even when the weights of the
-deep layers move little. The per-unit curves show whether the change is spread over the
+by every later one, so the relative change tends to grow with depth even when the weights
+of the deep layers move little. The per-unit curves show whether the change is spread over the
 layer or concentrated in a few units; the printed count is the number of units that carry
 half of it.
 
