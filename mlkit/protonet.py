@@ -18,11 +18,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoints import ResumableRun, load_checkpoint, save_checkpoint
+from .checkpoints import ResumableRun, load_checkpoint
 from .data import EpisodeSampler, omniglot_classes
 from .nets import InductiveConvEmbedding
-from .siamese import (embed_pool, eval_subset, evaluate_embedding, few_shot_accuracy, final_metrics,
-                      training_curves)
+from .siamese import (embed_pool, eval_subset, evaluate_embedding, few_shot_accuracy,
+                      train_embedding_cli)
 
 __all__ = ["prototypes", "prototype_logits", "protonet_loss", "PROTONET_CONFIG",
            "build_protonet", "train_protonet", "load_protonet", "RECIPES"]
@@ -168,29 +168,9 @@ PROTONET_ITERATIONS = 1200
 
 
 def _train_cli(args: argparse.Namespace) -> None:
-    # one thread unless --threads says otherwise: the CPU is shared with other training runs
-    torch.set_num_threads(getattr(args, "threads", None) or 1)
-    name = "protonet-omniglot"
-    iterations = args.iterations or PROTONET_ITERATIONS
-    net, history = train_protonet(iterations, seed=args.seed, resume=args.resume, run_name=name,
-                                  save_every=args.save_every, device=args.device,
-                                 time_limit_s=None if args.max_minutes is None
-                                 else 60.0 * args.max_minutes)
-    if not history["iteration"]:
-        print(f"{name}: already at {history['sessions'][-1]['to_iteration']} iterations; "
-              f"nothing trained, checkpoint left as it is")
-        return
-    net = net.cpu().eval()
-    metrics = final_metrics(net, method="prototype")
-    metrics["final_loss"] = round(float(np.mean(history["loss"][-100:])), 4)
-    metrics["sessions"] = history.get("sessions", [])
-    metrics["curves"] = training_curves(history, ["loss", "accuracy"])
-    cmd = f"python -m mlkit train {name} --iterations {iterations} --seed {args.seed}"
-    save_checkpoint(name, net.state_dict(), config={**PROTONET_CONFIG}, command=cmd,
-                    seed=args.seed,
-                    iterations=history["sessions"][-1]["to_iteration"],
-                    wall_time_s=history["wall_time_s"], metrics=metrics)
-    print(f"{name}: saved; {metrics}")
+    train_embedding_cli(args, "protonet-omniglot", train_protonet,
+                        args.iterations or PROTONET_ITERATIONS, PROTONET_CONFIG,
+                        method="prototype", curve_keys=["loss", "accuracy"])
 
 
 def _evaluate_cli(args: argparse.Namespace) -> dict[str, Any]:

@@ -52,6 +52,7 @@ __all__ = [
     "PairSampler",
     "affine_augment",
     "embed_images",
+    "train_embedding_cli",
     "embed_pool",
     "episode_indices",
     "few_shot_accuracy",
@@ -774,30 +775,39 @@ def training_curves(history: dict[str, Any], keys: Sequence[str], points: int = 
     return out
 
 
-def _train_cli(args: argparse.Namespace) -> None:
+def train_embedding_cli(args: argparse.Namespace, name: str, train: Callable[..., Any],
+                        iterations: int, config: dict[str, Any], *, method: str,
+                        curve_keys: Sequence[str],
+                        embedding: Callable[[nn.Module], nn.Module] = lambda net: net) -> None:
+    """The ``train`` command for an embedding learner (Siamese or prototypical): run
+    ``train(iterations, ...)`` with the command line's seed, resume, device and time budget,
+    measure the trained ``embedding(net)`` (:func:`final_metrics` with ``method``) and write
+    the checkpoint with the iteration reached and which machine trained which iterations."""
     # one thread unless --threads says otherwise: the CPU is shared with other training runs
     torch.set_num_threads(getattr(args, "threads", None) or 1)
-    name = "siamese-omniglot"
-    iterations = args.iterations or SIAMESE_ITERATIONS
-    net, history = train_siamese(iterations, seed=args.seed, resume=args.resume, run_name=name,
-                                 save_every=args.save_every, device=args.device,
-                                 time_limit_s=None if args.max_minutes is None
-                                 else 60.0 * args.max_minutes)
+    net, history = train(iterations, seed=args.seed, resume=args.resume, run_name=name,
+                         save_every=args.save_every, device=args.device,
+                         time_limit_s=None if args.max_minutes is None else 60.0 * args.max_minutes)
+    reached = history["sessions"][-1]["to_iteration"]
     if not history["iteration"]:
-        print(f"{name}: already at {history['sessions'][-1]['to_iteration']} iterations; "
-              f"nothing trained, checkpoint left as it is")
+        print(f"{name}: already at {reached} iterations; nothing trained, checkpoint left as it is")
         return
     net = net.cpu().eval()
-    metrics = final_metrics(net.embedding, method="nearest")
+    metrics = final_metrics(embedding(net), method=method)
     metrics["final_loss"] = round(float(np.mean(history["loss"][-100:])), 4)
-    metrics["sessions"] = history.get("sessions", [])
-    metrics["curves"] = training_curves(history, ["loss", "d_same", "d_diff", "inside_margin"])
+    metrics["sessions"] = history["sessions"]
+    metrics["curves"] = training_curves(history, list(curve_keys))
     cmd = f"python -m mlkit train {name} --iterations {iterations} --seed {args.seed}"
-    save_checkpoint(name, net.state_dict(), config={**SIAMESE_CONFIG}, command=cmd,
-                    seed=args.seed,
-                    iterations=history["sessions"][-1]["to_iteration"],
-                    wall_time_s=history["wall_time_s"], metrics=metrics)
+    save_checkpoint(name, net.state_dict(), config={**config}, command=cmd, seed=args.seed,
+                    iterations=reached, wall_time_s=history["wall_time_s"], metrics=metrics)
     print(f"{name}: saved; {metrics}")
+
+
+def _train_cli(args: argparse.Namespace) -> None:
+    train_embedding_cli(args, "siamese-omniglot", train_siamese,
+                        args.iterations or SIAMESE_ITERATIONS, SIAMESE_CONFIG, method="nearest",
+                        curve_keys=["loss", "d_same", "d_diff", "inside_margin"],
+                        embedding=lambda net: net.embedding)
 
 
 def evaluate_embedding(args: argparse.Namespace, embed: nn.Module, method: str,

@@ -37,6 +37,19 @@ def _finish_image_grid(fig: Figure, axes: np.ndarray, title: str | None) -> Figu
     return fig
 
 
+def _finish_line_axes(fig: Figure, ax: object, xlabel: str, ylabel: str,
+                      title: str | None) -> Figure:
+    """The common ending of the one-panel line plots: labels, grid, legend, title, layout."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 def plot_sinusoid_fits(x: object, curves: dict[str, object], support_x: object,
                        support_y: object, *, truth: object | None = None,
                        title: str | None = None, ax: plt.Axes | None = None) -> Figure:
@@ -623,14 +636,7 @@ def plot_accuracy_curves(curves: dict[str, object], *, xlabel: str = "inner step
         ax.fill_between(xs, m - half, m + half, alpha=0.2)
     if chance is not None:
         ax.axhline(chance, color="0.5", ls=":", lw=1, label="chance")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    if title:
-        ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    return fig
+    return _finish_line_axes(fig, ax, xlabel, ylabel, title)
 
 
 def plot_trajectory(support_loss: object, query_loss: object, step_size: dict[str, object],
@@ -897,11 +903,4 @@ def plot_error_curves(curves: dict[str, tuple[object, object]], *, ylabel: str,
         ax.fill_between(xs, lo, hi, color=f"C{i}", alpha=0.15)
     if logy:
         ax.set_yscale("log")
-    ax.set_xlabel("inner steps")
-    ax.set_ylabel(ylabel)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    if title:
-        ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    return fig
+    return _finish_line_axes(fig, ax, "inner steps", ylabel, title)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
 
 from mlkit import interpret
 from mlkit.nets import ConvEmbedding, SinusoidMLP

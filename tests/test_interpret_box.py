@@ -3,7 +3,6 @@ support influence and the inner-loop trajectory, each against a case whose answe
 
 from __future__ import annotations
 
-import functools
 
 import pytest
 import torch

@@ -167,22 +167,24 @@ def test_bad_shapes_and_labels():
         M.MAMLConfig(task="sinusoid", order="third")
 
 
+def _sinusoid_run(sample, iterations, rng_seed, **kw):
+    """A seeded sinusoid MLP meta-trained with the resume tests' settings: (model, history)."""
+    torch.manual_seed(0)
+    model = SinusoidMLP()
+    return model, M.meta_train(model, sample, iterations=iterations, loss_fn=M.mse_loss,
+                               inner_steps=1, alpha=0.01, meta_lr=1e-3, progress=False,
+                               log_every=1, rng=np.random.default_rng(rng_seed), **kw)
+
+
 def test_resumed_training_equals_uninterrupted_training():
     def sample(rng):
         return D.sample_sinusoid_tasks(4, 5, seed=rng)
 
-    kw = dict(loss_fn=M.mse_loss, inner_steps=1, alpha=0.01, meta_lr=1e-3, progress=False,
-              log_every=1)
-    torch.manual_seed(0)
-    a = SinusoidMLP()
-    hist_a = M.meta_train(a, sample, iterations=6, rng=np.random.default_rng(5), **kw)
+    a, hist_a = _sinusoid_run(sample, 6, 5)
     saved = {}
-    torch.manual_seed(0)
-    b = SinusoidMLP()
-    M.meta_train(b, sample, iterations=3, rng=np.random.default_rng(5),
-                 save=lambda s: saved.update(s), **kw)
-    c = SinusoidMLP()  # a fresh process would start from a fresh model and generator
-    hist_c = M.meta_train(c, sample, iterations=6, rng=np.random.default_rng(99), state=saved, **kw)
+    _sinusoid_run(sample, 3, 5, save=lambda s: saved.update(s))
+    # a fresh process would start from a fresh model and generator
+    c, hist_c = _sinusoid_run(sample, 6, 99, state=saved)
     for p, q in zip(a.parameters(), c.parameters()):
         torch.testing.assert_close(p, q, rtol=0, atol=0)
     assert [h["meta_loss"] for h in hist_a] == [h["meta_loss"] for h in hist_c]
@@ -247,22 +249,13 @@ def test_time_limit_stops_saves_and_resumes_exactly(monkeypatch):
         clock[0] += 1.0
         return D.sample_sinusoid_tasks(4, 5, seed=rng)
 
-    kw = dict(loss_fn=M.mse_loss, inner_steps=1, alpha=0.01, meta_lr=1e-3, progress=False,
-              log_every=1)
-    torch.manual_seed(0)
-    a = SinusoidMLP()
-    hist_a = M.meta_train(a, sample, iterations=6, rng=np.random.default_rng(5), **kw)
+    a, hist_a = _sinusoid_run(sample, 6, 5)
     saved = {}
-    torch.manual_seed(0)
-    b = SinusoidMLP()
-    M.meta_train(b, sample, iterations=6, rng=np.random.default_rng(5), time_limit_s=2.5,
-                 save=lambda s: saved.update(s), **kw)
+    _sinusoid_run(sample, 6, 5, time_limit_s=2.5, save=lambda s: saved.update(s))
     assert saved["iteration"] == 3  # three batches cost three fake seconds >= 2.5
     assert saved["sessions"][-1]["from_iteration"] == 0
     assert saved["sessions"][-1]["to_iteration"] == 3
-    c = SinusoidMLP()
-    hist_c = M.meta_train(c, sample, iterations=6, rng=np.random.default_rng(99), state=saved,
-                          save=lambda s: saved.update(s), **kw)
+    c, hist_c = _sinusoid_run(sample, 6, 99, state=saved, save=lambda s: saved.update(s))
     for p, q in zip(a.parameters(), c.parameters()):
         torch.testing.assert_close(p, q, rtol=0, atol=0)
     assert [h["meta_loss"] for h in hist_a] == [h["meta_loss"] for h in hist_c]

@@ -257,16 +257,23 @@ def test_threshold_and_verification_accuracy():
 # ---------------------------------------------------------------- training
 
 
-def test_training_is_resumable(monkeypatch, tmp_path):
-    pytest.importorskip("tqdm")
+@pytest.fixture
+def tiny_training(monkeypatch, tmp_path):
+    """A tiny, single-threaded Siamese config whose runs/ and checkpoints go to tmp_path."""
     from mlkit.data import omniglot_dir
 
     if not (omniglot_dir() / "images_background.npz").exists():
         pytest.skip("no Omniglot copy: set MLKIT_DATA")
-    monkeypatch.setattr(C, "RUN_DIR", tmp_path)
+    monkeypatch.setattr(C, "RUN_DIR", tmp_path / "runs")
+    monkeypatch.setattr(C, "CHECKPOINT_DIR", tmp_path / "ck")
     torch.set_num_threads(1)
+    return {"hidden": 8, "n_pairs": 16, "eval_every": 0, "rotations": False}
+
+
+def test_training_is_resumable(tiny_training):
+    pytest.importorskip("tqdm")
     # a constant rate, so that a run of 2 continued to 4 must equal a run of 4
-    cfg = {"hidden": 8, "n_pairs": 16, "eval_every": 0, "rotations": False, "lr_halvings": 0}
+    cfg = {**tiny_training, "lr_halvings": 0}
     straight, h = S.train_siamese(4, config=cfg, progress=False)
     S.train_siamese(2, config=cfg, progress=False, run_name="r")
     resumed, h2 = S.train_siamese(4, config=cfg, progress=False, run_name="r", resume=True)
@@ -338,14 +345,8 @@ def test_committed_checkpoint_reproduces_its_lake_runs_number(capsys):
     assert round(line["mean"], 2) == entry["metrics"]["lake_runs"][0]
 
 
-def test_time_limit_stops_and_resume_finishes_the_run(monkeypatch, tmp_path):
-    from mlkit.data import omniglot_dir
-
-    if not (omniglot_dir() / "images_background.npz").exists():
-        pytest.skip("no Omniglot copy: set MLKIT_DATA")
-    monkeypatch.setattr(C, "RUN_DIR", tmp_path)
-    torch.set_num_threads(1)
-    cfg = {"hidden": 8, "n_pairs": 16, "eval_every": 0, "rotations": False, "lr_halvings": 1}
+def test_time_limit_stops_and_resume_finishes_the_run(monkeypatch, tiny_training):
+    cfg = {**tiny_training, "lr_halvings": 1}
     straight, h = S.train_siamese(4, config=cfg, progress=False)
     calls = iter([False, False, True])  # out of time before the third iteration
     monkeypatch.setattr(C.ResumableRun, "out_of_time", lambda self: next(calls))
@@ -367,15 +368,9 @@ def test_embed_images_runs_on_the_module_device_and_returns_cpu_values():
     assert z.device.type == "cpu" and z.shape == (3, 4) and not z.requires_grad
 
 
-def test_resume_without_runs_starts_from_the_committed_checkpoint(monkeypatch, tmp_path, capsys):
-    from mlkit.data import omniglot_dir
-
-    if not (omniglot_dir() / "images_background.npz").exists():
-        pytest.skip("no Omniglot copy: set MLKIT_DATA")
-    monkeypatch.setattr(C, "RUN_DIR", tmp_path / "runs")
-    monkeypatch.setattr(C, "CHECKPOINT_DIR", tmp_path / "ck")
-    torch.set_num_threads(1)
-    cfg = {"hidden": 8, "n_pairs": 16, "eval_every": 0, "rotations": False, "lr_halvings": 1}
+def test_resume_without_runs_starts_from_the_committed_checkpoint(tiny_training, tmp_path,
+                                                                    capsys):
+    cfg = {**tiny_training, "lr_halvings": 1}
     net, h = S.train_siamese(2, config=cfg, progress=False, run_name="fresh")
     C.save_checkpoint("fresh", net.state_dict(), config=cfg, command="test", seed=0,
                       iterations=2, wall_time_s=h["wall_time_s"],
