@@ -22,12 +22,12 @@ from torch import nn
 
 from . import data as D
 from .nets import InductiveConvEmbedding, SinusoidMLP
+from .protonet import prototype_logits, prototypes, protonet_loss
 
 __all__ = [
     "fit_from_scratch",
     "scratch_errors",
     "sinusoid_tasks_with_amplitudes",
-    "prototype_logits",
     "PrototypeClassifier",
     "train_tiny_protonet",
     "evaluate_protonet",
@@ -127,23 +127,13 @@ def sinusoid_tasks_with_amplitudes(
 # ------------------------------------------------------------------ chapter 2: a tiny metric learner
 
 
-def prototype_logits(query_emb: torch.Tensor, support_emb: torch.Tensor,
-                     support_y: torch.Tensor, n_way: int) -> torch.Tensor:
-    """Prototypical networks' logits (Snell et al. 2017): ``-||f(q) - c_k||^2``.
-
-    ``c_k`` is the mean support embedding of class ``k``; returns ``(n_query, n_way)``.
-    """
-    onehot = F.one_hot(support_y.long(), n_way).to(support_emb.dtype)
-    prototypes = (onehot.T @ support_emb) / onehot.sum(0)[:, None]
-    return -torch.cdist(query_emb, prototypes).pow(2)
-
-
 class PrototypeClassifier(nn.Module):
     """A trained embedding plus one support set: an ordinary classifier of query images.
 
-    ``forward(x)`` gives the prototype logits of images ``x`` ``(n, 1, S, S)``; the support
-    embeddings are computed once, in ``eval()`` mode, so that each query's output depends on
-    that query alone (what permutation importance and LIME need).
+    ``forward(x)`` gives the prototype logits of images ``x`` ``(n, 1, S, S)``
+    (:func:`mlkit.protonet.prototype_logits`); the prototypes are computed once, in ``eval()``
+    mode, so that each query's output depends on that query alone (what permutation
+    importance and LIME need).
     """
 
     def __init__(self, embedding: nn.Module, support_x: torch.Tensor,
@@ -153,10 +143,11 @@ class PrototypeClassifier(nn.Module):
         self.n_way = int(support_y.max()) + 1
         self.register_buffer("support_y", support_y.clone())
         with torch.no_grad():
-            self.register_buffer("support_emb", embedding(support_x))
+            self.register_buffer("protos", prototypes(embedding(support_x), support_y,
+                                                      self.n_way))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return prototype_logits(self.embedding(x), self.support_emb, self.support_y, self.n_way)
+        return prototype_logits(self.embedding(x), self.protos)
 
 
 def train_tiny_protonet(
@@ -193,14 +184,11 @@ def train_tiny_protonet(
     for i in tqdm(range(episodes), disable=not progress, desc="episodes"):
         ep = sampler.episode()
         net.train()
-        emb = net(torch.cat([ep.support_x, ep.query_x]))
-        logits = prototype_logits(emb[len(ep.support_x):], emb[:len(ep.support_x)],
-                                  ep.support_y, n_way)
-        loss = F.cross_entropy(logits, ep.query_y)
+        loss, acc = protonet_loss(net, ep.support_x, ep.support_y, ep.query_x, ep.query_y,
+                                  n_way)
         opt.zero_grad()
         loss.backward()
         opt.step()
-        acc = (logits.argmax(1) == ep.query_y).float().mean()
         history.append({"episode": i + 1, "loss": loss.item(), "accuracy": acc.item()})
     return net.eval(), history
 

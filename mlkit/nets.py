@@ -109,11 +109,12 @@ class InductiveConvEmbedding(nn.Module):
     averages; in ``eval()`` mode it uses those averages, so an image's embedding depends on
     that image alone (inductive), as Snell et al.'s reference code does. A verification pair
     then gets the same distance whatever else is in the batch, and a whole split can be
-    embedded once and reused for every episode.
+    embedded once and reused for every episode. With ``normalize=True`` the embedding is
+    scaled to unit length (no parameters added, so the state dict is unchanged).
     """
 
     def __init__(self, *, hidden: int = 64, out_dim: int | None = None, in_channels: int = 1,
-                 layers: int = 4) -> None:
+                 layers: int = 4, normalize: bool = False) -> None:
         super().__init__()
         if layers < 1:
             raise ValueError(f"layers must be >= 1, got {layers}")
@@ -123,6 +124,10 @@ class InductiveConvEmbedding(nn.Module):
             nn.Sequential(nn.Conv2d(a, b, 3, padding=1), nn.BatchNorm2d(b), nn.ReLU(),
                           nn.MaxPool2d(2))
             for a, b in zip(chans, chans[1:])))
+        self.normalize = bool(normalize)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x).flatten(1)
+        z = self.body(x).flatten(1)
+        # on the unit sphere distances lie in [0, 2], so a margin means the same thing
+        # whatever scale the network would otherwise drift to
+        return nn.functional.normalize(z, dim=1) if self.normalize else z

@@ -22,7 +22,7 @@ from .checkpoints import ResumableRun, load_checkpoint
 from .data import EpisodeSampler, omniglot_classes
 from .nets import InductiveConvEmbedding
 from .siamese import (embed_pool, eval_subset, evaluate_embedding, few_shot_accuracy,
-                      train_embedding_cli)
+                      halving_rate, train_embedding_cli)
 
 __all__ = ["prototypes", "prototype_logits", "protonet_loss", "PROTONET_CONFIG",
            "build_protonet", "train_protonet", "load_protonet", "RECIPES"]
@@ -118,7 +118,6 @@ def train_protonet(iterations: int, *, config: dict[str, Any] | None = None, see
 
     from tqdm.auto import tqdm
 
-    step = max(1, iterations // (cfg["lr_halvings"] + 1))
     net.train()
     bar = tqdm(range(start_it, iterations), initial=start_it, total=iterations,
                desc="protonet", disable=not progress, mininterval=5)
@@ -129,7 +128,7 @@ def train_protonet(iterations: int, *, config: dict[str, Any] | None = None, see
             print(f"time limit reached at iteration {it} of {iterations}; --resume goes on")
             break
         for g in opt.param_groups:
-            g["lr"] = cfg["lr"] * 0.5 ** min(it // step, cfg["lr_halvings"])
+            g["lr"] = halving_rate(cfg["lr"], it, iterations, cfg["lr_halvings"])
         ep = sampler.episode()
         loss, acc = protonet_loss(net, ep.support_x.to(device), ep.support_y.to(device),
                                   ep.query_x.to(device), ep.query_y.to(device), ep.n_way)

@@ -53,6 +53,9 @@ __all__ = [
     "affine_augment",
     "embed_images",
     "train_embedding_cli",
+    "balanced_pair_loss",
+    "halving_rate",
+    "save_embedding_checkpoint",
     "embed_pool",
     "episode_indices",
     "few_shot_accuracy",
@@ -598,18 +601,52 @@ def fit_2d_embedding(features: torch.Tensor, labels: torch.Tensor | np.ndarray, 
 SIAMESE_CONFIG: dict[str, Any] = {
     "split": "background",       # Lake's 30 background alphabets; tests use evaluation
     "rotations": True,           # each character under 4 quarter turns as 4 classes
-    "hidden": 64,
+    "hidden": 128,               # channels per block (the variants measured: benchmarks/RESULTS.md)
     "margin": 1.0,
     "form": "hadsell",
-    "n_pairs": 128,
+    "n_pairs": 256,
     "within_alphabet": 0.5,
     "augment": True,
     "all_pairs": True,           # train on every pair within a batch, not only its n_pairs
+    "negatives": "active",       # average the different-class term over all pairs ("all")
+                                 # or over those still inside the margin ("active")
+    "normalize": True,           # embeddings on the unit sphere
     "lr": 1e-3,
     "lr_halvings": 3,            # the rate halves 3 times, evenly over the run
     "eval_every": 500,
     "eval_tasks": 200,
 }
+
+
+def halving_rate(base: float, iteration: int, iterations: int, halvings: int) -> float:
+    """Step decay: the rate ``base`` halved ``halvings`` times at evenly spaced iterations of a
+    run of ``iterations`` (the schedule of the Siamese and prototypical recipes)."""
+    step = max(1, iterations // (halvings + 1))
+    return base * 0.5 ** min(iteration // step, halvings)
+
+
+def balanced_pair_loss(per_pair: torch.Tensor, same: torch.Tensor, *,
+                       negatives: str = "all") -> torch.Tensor:
+    """Half the mean per-pair loss over same-class pairs plus half over different-class pairs.
+
+    A batch of ``n`` images has about ``n/2`` same-class pairs and ``n(n-1)/2`` different-class
+    ones; averaging each kind on its own lets both weigh the same. ``negatives="active"``
+    averages the different-class term over the pairs with a nonzero loss only (those still
+    inside the margin; all of them when none is), the "batch-all" averaging of Hermans, Beyer
+    & Leibe 2017, "In defense of the triplet loss": otherwise the many easy pairs, which
+    contribute zero, dilute the gradient of the few that still push.
+    """
+    if negatives not in ("all", "active"):
+        raise ValueError(f"negatives must be 'all' or 'active', got {negatives!r}")
+    if per_pair.shape != same.shape or per_pair.dim() != 1:
+        raise ValueError(f"per_pair and same must both be (n,), got {tuple(per_pair.shape)} "
+                         f"and {tuple(same.shape)}")
+    pos, neg = per_pair[same == 1], per_pair[same == 0]
+    if len(pos) == 0 or len(neg) == 0:
+        raise ValueError("same must hold both same-class (1) and different-class (0) pairs")
+    if negatives == "active" and bool((neg > 0).any()):
+        neg = neg[neg > 0]
+    return 0.5 * (pos.mean() + neg.mean())
 
 
 def eval_subset(stride: int = 3) -> ClassPool:
@@ -623,7 +660,8 @@ def eval_subset(stride: int = 3) -> ClassPool:
 
 def build_siamese(config: dict[str, Any]) -> SiameseNet:
     """A fresh :class:`SiameseNet` with the embedding width that ``config`` names."""
-    return SiameseNet(InductiveConvEmbedding(hidden=int(config.get("hidden", 64))))
+    return SiameseNet(InductiveConvEmbedding(hidden=int(config.get("hidden", 64)),
+                                             normalize=bool(config.get("normalize", False))))
 
 
 def _eval_snapshot(net: SiameseNet, pool: ClassPool, tasks: int, method: str) -> dict[str, float]:
@@ -645,7 +683,11 @@ def train_siamese(iterations: int, *, config: dict[str, Any] | None = None, seed
     :class:`PairSampler` batches from ``config["split"]``. With ``config["all_pairs"]`` the
     loss covers every pair of the batch's images (``n_pairs/2`` same-class pairs and all
     different-class ones), the mean over same pairs and the mean over different pairs
-    weighing one half each; otherwise only the sampler's balanced pairs. Every ``eval_every``
+    weighing one half each; otherwise only the sampler's balanced pairs. With
+    ``config["negatives"] == "active"`` the different-class mean is taken over the pairs still
+    inside the margin only (those with a nonzero loss), so that the many easy negatives of a
+    large batch do not dilute the gradient of the hard ones (the "batch-all" averaging of
+    Hermans, Beyer & Leibe 2017). Every ``eval_every``
     iterations it records 5- and 20-way 1-shot accuracy on a third of the evaluation
     characters (:func:`eval_subset`; for the curves only, nothing is selected on them).
     With ``run_name`` the state is saved every ``save_every``
@@ -654,6 +696,8 @@ def train_siamese(iterations: int, *, config: dict[str, Any] | None = None, seed
     """
     cfg = {**SIAMESE_CONFIG, **(config or {})}
     _check_margin(cfg["margin"])
+    if cfg["negatives"] not in ("all", "active"):
+        raise ValueError(f"negatives must be 'all' or 'active', got {cfg['negatives']!r}")
     if isinstance(iterations, bool) or not isinstance(iterations, (int, np.integer)) or (
             iterations < 1):
         raise ValueError(f"iterations must be an integer >= 1, got {iterations!r}")
@@ -674,7 +718,6 @@ def train_siamese(iterations: int, *, config: dict[str, Any] | None = None, seed
 
     from tqdm.auto import tqdm
 
-    step = max(1, iterations // (cfg["lr_halvings"] + 1))
     net.train()
     bar = tqdm(range(start_it, iterations), initial=start_it, total=iterations,
                desc="siamese", disable=not progress, mininterval=5)
@@ -685,7 +728,7 @@ def train_siamese(iterations: int, *, config: dict[str, Any] | None = None, seed
             print(f"time limit reached at iteration {it} of {iterations}; --resume goes on")
             break
         for g in opt.param_groups:
-            g["lr"] = cfg["lr"] * 0.5 ** min(it // step, cfg["lr_halvings"])
+            g["lr"] = halving_rate(cfg["lr"], it, iterations, cfg["lr_halvings"])
         b = sampler.batch()
         images = b.images.to(device).contiguous(memory_format=torch.channels_last)
         if cfg["all_pairs"]:
@@ -696,7 +739,7 @@ def train_siamese(iterations: int, *, config: dict[str, Any] | None = None, seed
             same = (cls[left] == cls[right]).float()
             d = net.pair_distances(images, left, right)
             per = contrastive_loss(d, same, cfg["margin"], form=cfg["form"], reduction="none")
-            loss = 0.5 * (per[same == 1].mean() + per[same == 0].mean())
+            loss = balanced_pair_loss(per, same, negatives=cfg["negatives"])
         else:
             d = net.pair_distances(images, b.left.to(device), b.right.to(device))
             same = b.same.to(device)
@@ -743,7 +786,7 @@ LAKE_ANCHORS: dict[str, float] = {
     "1-NN on pixels (Koch et al. 2015, table 2)": 21.7,
 }
 
-SIAMESE_ITERATIONS = 2500
+SIAMESE_ITERATIONS = 10000
 
 
 def final_metrics(embed: nn.Module, *, method: str, tasks: int = 600,
@@ -788,19 +831,33 @@ def train_embedding_cli(args: argparse.Namespace, name: str, train: Callable[...
     net, history = train(iterations, seed=args.seed, resume=args.resume, run_name=name,
                          save_every=args.save_every, device=args.device,
                          time_limit_s=None if args.max_minutes is None else 60.0 * args.max_minutes)
-    reached = history["sessions"][-1]["to_iteration"]
     if not history["iteration"]:
-        print(f"{name}: already at {reached} iterations; nothing trained, checkpoint left as it is")
+        print(f"{name}: already at {history['sessions'][-1]['to_iteration']} iterations; "
+              "nothing trained, checkpoint left as it is")
         return
+    save_embedding_checkpoint(name, net, history, iterations, config, seed=args.seed,
+                              method=method, curve_keys=curve_keys, embedding=embedding)
+
+
+def save_embedding_checkpoint(name: str, net: nn.Module, history: dict[str, Any],
+                              iterations: int, config: dict[str, Any], *, seed: int, method: str,
+                              curve_keys: Sequence[str],
+                              embedding: Callable[[nn.Module], nn.Module] = lambda net: net
+                              ) -> dict[str, Any]:
+    """Measure a trained embedding learner on the CPU (:func:`final_metrics` with ``method``)
+    and write checkpoint ``name``: weights, ``config``, the command that reproduces it, the
+    iteration reached and the training history's sessions and curves. Returns the metrics."""
+    reached = history["sessions"][-1]["to_iteration"]
     net = net.cpu().eval()
     metrics = final_metrics(embedding(net), method=method)
     metrics["final_loss"] = round(float(np.mean(history["loss"][-100:])), 4)
     metrics["sessions"] = history["sessions"]
     metrics["curves"] = training_curves(history, list(curve_keys))
-    cmd = f"python -m mlkit train {name} --iterations {iterations} --seed {args.seed}"
-    save_checkpoint(name, net.state_dict(), config={**config}, command=cmd, seed=args.seed,
+    cmd = f"python -m mlkit train {name} --iterations {iterations} --seed {seed}"
+    save_checkpoint(name, net.state_dict(), config={**config}, command=cmd, seed=seed,
                     iterations=reached, wall_time_s=history["wall_time_s"], metrics=metrics)
     print(f"{name}: saved; {metrics}")
+    return metrics
 
 
 def _train_cli(args: argparse.Namespace) -> None:

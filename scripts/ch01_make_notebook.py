@@ -277,7 +277,7 @@ for name, values in shortcut.items():
 
 md(r"""
 Tested on data from the same source the stamped model looks at least as good as the clean
-one, and nothing in that number warns us. On a new source its accuracy collapses, because a
+one, and nothing in that number warns us. On a new source its accuracy falls sharply, because a
 large share of the other classes' stamped queries are sent to class 0. An explanation of a
 single decision shows why. We take one episode, find a query of another class that the
 stamped model classifies correctly without the stamp and as class 0 with it, and fit LIME

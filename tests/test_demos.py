@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from mlkit import data as D
 from mlkit import demos
@@ -52,11 +53,11 @@ def test_sinusoid_tasks_with_amplitudes():
         demos.sinusoid_tasks_with_amplitudes([1.0], 0, 5)
 
 
-def test_prototype_logits_by_hand():
+def test_prototype_classifier_by_hand():
+    # an identity "embedding" of 2 numbers: prototypes (1, 0) and (0, 4)
     support = torch.tensor([[0.0, 0.0], [2.0, 0.0], [0.0, 4.0]])
-    y = torch.tensor([0, 0, 1])
-    query = torch.tensor([[1.0, 0.0], [0.0, 3.0]])
-    logits = demos.prototype_logits(query, support, y, 2)  # prototypes (1, 0) and (0, 4)
+    clf = demos.PrototypeClassifier(nn.Identity(), support, torch.tensor([0, 0, 1]))
+    logits = clf(torch.tensor([[1.0, 0.0], [0.0, 3.0]]))
     torch.testing.assert_close(logits, torch.tensor([[0.0, -17.0], [-10.0, -1.0]]))
 
 

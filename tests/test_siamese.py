@@ -107,6 +107,46 @@ def test_bad_loss_inputs():
         S.euclidean_distance(torch.ones(2, 3), torch.ones(2, 3), eps=0.0)
 
 
+def test_balanced_pair_loss_hand_computed():
+    per = torch.tensor([0.2, 0.4, 0.0, 0.0, 0.0, 0.6])
+    same = torch.tensor([1.0, 1.0, 0.0, 0.0, 0.0, 0.0])
+    # all negatives: 0.5 * (0.3 + 0.6 / 4); active ones only: 0.5 * (0.3 + 0.6 / 1)
+    assert S.balanced_pair_loss(per, same).item() == pytest.approx(0.225)
+    assert S.balanced_pair_loss(per, same, negatives="active").item() == pytest.approx(0.45)
+    # no negative inside the margin: "active" falls back to the (zero) mean of all of them
+    quiet = torch.tensor([0.2, 0.4, 0.0, 0.0])
+    assert S.balanced_pair_loss(quiet, same[:4], negatives="active").item() == pytest.approx(0.15)
+
+
+def test_halving_rate_halves_evenly():
+    rates = [S.halving_rate(1.0, it, 100, 3) for it in range(100)]
+    assert rates[0] == rates[24] == 1.0 and rates[25] == 0.5 and rates[50] == 0.25
+    assert rates[75] == rates[99] == 0.125
+    assert S.halving_rate(1e-3, 5000, 100, 0) == 1e-3
+
+
+def test_balanced_pair_loss_bad_input():
+    with pytest.raises(ValueError, match="negatives"):
+        S.balanced_pair_loss(torch.ones(2), torch.tensor([1.0, 0.0]), negatives="hard")
+    with pytest.raises(ValueError, match="per_pair and same"):
+        S.balanced_pair_loss(torch.ones(2), torch.ones(3))
+    with pytest.raises(ValueError, match="both"):
+        S.balanced_pair_loss(torch.ones(2), torch.ones(2))
+    with pytest.raises(ValueError, match="negatives"):
+        S.train_siamese(1, config={"negatives": "some"}, progress=False)
+
+
+def test_normalized_embedding_has_unit_length_and_the_same_parameters():
+    torch.manual_seed(0)
+    plain, unit = InductiveConvEmbedding(hidden=8), InductiveConvEmbedding(hidden=8, normalize=True)
+    unit.load_state_dict(plain.state_dict())  # same parameter names: no parameters added
+    x = torch.rand(5, 1, 28, 28)
+    z, u = plain.eval()(x), unit.eval()(x)
+    assert torch.allclose(u.norm(dim=1), torch.ones(5), atol=1e-6)
+    assert torch.allclose(u, z / z.norm(dim=1, keepdim=True), atol=1e-6)
+    assert S.build_siamese({"hidden": 8, "normalize": True}).embedding.normalize
+
+
 # ---------------------------------------------------------------- one network, two inputs
 
 

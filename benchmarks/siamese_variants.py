@@ -1,0 +1,131 @@
+"""The Siamese recipes that were tried, trained and measured side by side.
+
+The first ``siamese-omniglot`` recipe (v0) reached 80.5% on Lake's runs. The variants below
+change one or two things at a time; the book's recipe (``mlkit.siamese.SIAMESE_CONFIG``) is
+v4. Each variant trains under its own run name ``siamese-<tag>`` (state in ``runs/``):
+
+    python benchmarks/siamese_variants.py train v1 v2 --device cuda --max-minutes 8
+    python benchmarks/siamese_variants.py record
+
+``train`` runs :func:`mlkit.siamese.train_siamese` with the variant's config and iterations
+(``--resume`` continues a stopped run). ``record`` measures every variant whose state is in
+``runs/`` with :func:`mlkit.siamese.final_metrics` (Lake's 20 runs; 600 5- and 20-way 1-shot
+tasks from the evaluation alphabets) and keeps the results in the manifest entry of
+``siamese-omniglot`` under ``metrics.variants``, where chapter 4 reads them, and in
+``benchmarks/RESULTS.md`` between ``<!-- siamese-variants -->`` markers.
+
+The variant was chosen by its Lake score, that is, on the test runs themselves: the book says
+so beside the number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mlkit import siamese
+from mlkit.checkpoints import (CHECKPOINT_DIR, MANIFEST, _atomic_write_bytes, _manifest_lock,
+                               load_state, manifest)
+
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+
+# tag -> (what changes against v0, config overrides of SIAMESE_CONFIG, iterations)
+V0 = {"hidden": 64, "n_pairs": 128, "normalize": False, "negatives": "all"}
+VARIANTS: dict[str, tuple[str, dict[str, Any], int]] = {
+    "v0": ("first recipe: 64 channels, 128 images, all negatives", V0, 20000),
+    "v1": ("v0 + unit sphere + active negatives",
+           {**V0, "normalize": True, "negatives": "active"}, 10000),
+    "v2": ("v1 + 128 channels", {**V0, "normalize": True, "negatives": "active",
+                                 "hidden": 128}, 10000),
+    "v3": ("v1 + 256 images a batch", {**V0, "normalize": True, "negatives": "active",
+                                       "n_pairs": 256}, 10000),
+    "v4": ("v1 + 128 channels + 256 images (the recipe)",
+           {**V0, "normalize": True, "negatives": "active", "hidden": 128, "n_pairs": 256},
+           10000),
+}
+
+
+def config_of(tag: str) -> dict[str, Any]:
+    return {**siamese.SIAMESE_CONFIG, **VARIANTS[tag][1]}
+
+
+def train(tags: list[str], device: str, max_minutes: float | None, resume: bool) -> None:
+    for tag in tags:
+        _, _, iterations = VARIANTS[tag]
+        siamese.train_siamese(iterations, config=config_of(tag), seed=0, resume=resume,
+                              run_name=f"siamese-{tag}", save_every=60, device=device,
+                              time_limit_s=None if max_minutes is None else 60 * max_minutes)
+
+
+def measure() -> list[dict[str, Any]]:
+    torch.set_num_threads(1)
+    rows = []
+    for tag, (what, _, iterations) in VARIANTS.items():
+        state = load_state(f"siamese-{tag}")
+        if state is None:
+            print(f"{tag}: no state in runs/siamese-{tag}, skipped")
+            continue
+        saved = state.get("config") or {}
+        differ = {k: v for k, v in saved.items() if config_of(tag).get(k) != v}
+        if differ:
+            raise SystemExit(f"{tag}: runs/siamese-{tag} was trained with {differ}, "
+                             f"not with the variant's config")
+        net = siamese.build_siamese(config_of(tag))
+        net.load_state_dict(state["model"])
+        metrics = siamese.final_metrics(net.eval().embedding, method="nearest")
+        rows.append({"tag": tag, "what": what, "changes": VARIANTS[tag][1],
+                     "iterations": int(state["iteration"]),
+                     "sessions": state["history"].get("sessions", []), **metrics})
+        print(tag, rows[-1]["iterations"], metrics)
+    return rows
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    out = ["| variant | what changes | iterations | Lake's runs | 5-way 1-shot | 20-way 1-shot |",
+           "|---|---|---|---|---|---|"]
+    for r in rows:
+        cells = [f"{r[k][0]:.2f} ± {r[k][1]:.2f}" for k in
+                 ("lake_runs", "evaluation_5way1shot", "evaluation_20way1shot")]
+        out.append(f"| {r['tag']} | {r['what']} | {r['iterations']:,} | " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+def record(rows: list[dict[str, Any]]) -> None:
+    with _manifest_lock(CHECKPOINT_DIR):
+        entries = manifest()
+        entries["siamese-omniglot"]["metrics"]["variants"] = rows
+        text = json.dumps(dict(sorted(entries.items())), indent=2) + "\n"
+        _atomic_write_bytes(CHECKPOINT_DIR / MANIFEST, lambda f: f.write(text.encode()))
+    text = RESULTS.read_text()
+    block = f"<!-- siamese-variants -->\n{table(rows)}\n<!-- /siamese-variants -->"
+    pattern = r"<!-- siamese-variants -->.*?<!-- /siamese-variants -->"
+    if not re.search(pattern, text, flags=re.S):
+        raise SystemExit(f"{RESULTS} has no <!-- siamese-variants --> markers")
+    RESULTS.write_text(re.sub(pattern, lambda _: block, text, flags=re.S))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="train variants (each under runs/siamese-<tag>)")
+    t.add_argument("tags", nargs="+", choices=list(VARIANTS))
+    t.add_argument("--device", default="cpu")
+    t.add_argument("--max-minutes", type=float)
+    t.add_argument("--resume", action="store_true")
+    sub.add_parser("record", help="measure the trained variants and keep the results")
+    args = p.parse_args()
+    if args.command == "train":
+        train(args.tags, args.device, args.max_minutes, args.resume)
+    else:
+        rows = measure()
+        record(rows)
+        print(table(rows))
+
+
+if __name__ == "__main__":
+    main()
