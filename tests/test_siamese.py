@@ -424,3 +424,15 @@ def test_resume_without_runs_starts_from_the_committed_checkpoint(tiny_training,
     assert h2["sessions"][-1]["to_iteration"] == 4 and h2["sessions"][0]["from_iteration"] == 0
     assert not torch.equal(next(iter(resumed.state_dict().values())),
                            next(iter(net.state_dict().values())))
+
+
+def test_committed_recipe_is_the_recorded_variant_v4():
+    """The checkpoint was trained with SIAMESE_CONFIG, which is variant v4 of the recorded
+    recipes (benchmarks/siamese_variants.py), and reports v4's measured numbers."""
+    entry = C.checkpoint_entry("siamese-omniglot")
+    assert entry["config"] == S.SIAMESE_CONFIG
+    variants = {v["tag"]: v for v in entry["metrics"]["variants"]}
+    assert set(variants) == {"v0", "v1", "v2", "v3", "v4"}
+    assert all(S.SIAMESE_CONFIG[k] == v for k, v in variants["v4"]["changes"].items())
+    for key in ("lake_runs", "evaluation_5way1shot", "evaluation_20way1shot"):
+        assert entry["metrics"][key] == variants["v4"][key]
