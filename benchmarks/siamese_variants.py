@@ -21,7 +21,6 @@ so beside the number.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -29,8 +28,7 @@ from typing import Any
 import torch
 
 from mlkit import siamese
-from mlkit.checkpoints import (CHECKPOINT_DIR, MANIFEST, _atomic_write_bytes, _manifest_lock,
-                               load_state, manifest)
+from mlkit.checkpoints import load_state, record_metrics
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
@@ -65,7 +63,7 @@ def train(tags: list[str], device: str, max_minutes: float | None, resume: bool)
 def measure() -> list[dict[str, Any]]:
     torch.set_num_threads(1)
     rows = []
-    for tag, (what, _, iterations) in VARIANTS.items():
+    for tag, (what, changes, _) in VARIANTS.items():
         state = load_state(f"siamese-{tag}")
         if state is None:
             print(f"{tag}: no state in runs/siamese-{tag}, skipped")
@@ -78,7 +76,7 @@ def measure() -> list[dict[str, Any]]:
         net = siamese.build_siamese(config_of(tag))
         net.load_state_dict(state["model"])
         metrics = siamese.final_metrics(net.eval().embedding, method="nearest")
-        rows.append({"tag": tag, "what": what, "changes": VARIANTS[tag][1],
+        rows.append({"tag": tag, "what": what, "changes": changes,
                      "iterations": int(state["iteration"]),
                      "sessions": state["history"].get("sessions", []), **metrics})
         print(tag, rows[-1]["iterations"], metrics)
@@ -96,11 +94,7 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 
 def record(rows: list[dict[str, Any]]) -> None:
-    with _manifest_lock(CHECKPOINT_DIR):
-        entries = manifest()
-        entries["siamese-omniglot"]["metrics"]["variants"] = rows
-        text = json.dumps(dict(sorted(entries.items())), indent=2) + "\n"
-        _atomic_write_bytes(CHECKPOINT_DIR / MANIFEST, lambda f: f.write(text.encode()))
+    record_metrics("siamese-omniglot", {"variants": rows})
     text = RESULTS.read_text()
     block = f"<!-- siamese-variants -->\n{table(rows)}\n<!-- /siamese-variants -->"
     pattern = r"<!-- siamese-variants -->.*?<!-- /siamese-variants -->"

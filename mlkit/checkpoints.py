@@ -32,6 +32,7 @@ __all__ = [
     "RUN_DIR",
     "manifest",
     "save_checkpoint",
+    "record_metrics",
     "load_checkpoint",
     "checkpoint_entry",
     "save_state",
@@ -136,8 +137,22 @@ def _record(directory: Path, name: str, path: Path, command: str, seed: int, ite
         "config": config,
         "metrics": metrics or {},
     }
+    _write_manifest(directory, entries)
+
+
+def _write_manifest(directory: Path, entries: dict[str, dict[str, Any]]) -> None:
     text = json.dumps(dict(sorted(entries.items())), indent=2) + "\n"
     _atomic_write_bytes(directory / MANIFEST, lambda f: f.write(text.encode()))
+
+
+def record_metrics(name: str, metrics: dict[str, Any], *, directory: Path | None = None) -> None:
+    """Merge ``metrics`` into the ``"metrics"`` of checkpoint ``name``'s manifest entry (for
+    measurements made after training, such as the Siamese recipes compared with it)."""
+    directory = Path(directory or CHECKPOINT_DIR)
+    with _manifest_lock(directory):
+        entries = manifest(directory)
+        entries[name].setdefault("metrics", {}).update(metrics)
+        _write_manifest(directory, entries)
 
 
 def training_sessions(entry: dict[str, Any]) -> list[dict[str, Any]]:
@@ -181,8 +196,7 @@ def record_evaluation(name: str, result: dict[str, Any], *, command: str,
         row["date"] = time.strftime("%Y-%m-%d")
         kept = [e for e in entry.get("evaluations", []) if e["settings"] != row["settings"]]
         entry["evaluations"] = kept + [row]
-        text = json.dumps(dict(sorted(entries.items())), indent=2) + "\n"
-        _atomic_write_bytes(directory / MANIFEST, lambda f: f.write(text.encode()))
+        _write_manifest(directory, entries)
 
 
 def load_checkpoint(name: str, directory: Path | None = None

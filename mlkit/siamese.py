@@ -625,6 +625,11 @@ def halving_rate(base: float, iteration: int, iterations: int, halvings: int) ->
     return base * 0.5 ** min(iteration // step, halvings)
 
 
+def _check_negatives(negatives: str) -> None:
+    if negatives not in ("all", "active"):
+        raise ValueError(f"negatives must be 'all' or 'active', got {negatives!r}")
+
+
 def balanced_pair_loss(per_pair: torch.Tensor, same: torch.Tensor, *,
                        negatives: str = "all") -> torch.Tensor:
     """Half the mean per-pair loss over same-class pairs plus half over different-class pairs.
@@ -636,8 +641,7 @@ def balanced_pair_loss(per_pair: torch.Tensor, same: torch.Tensor, *,
     & Leibe 2017, "In defense of the triplet loss": otherwise the many easy pairs, which
     contribute zero, dilute the gradient of the few that still push.
     """
-    if negatives not in ("all", "active"):
-        raise ValueError(f"negatives must be 'all' or 'active', got {negatives!r}")
+    _check_negatives(negatives)
     if per_pair.shape != same.shape or per_pair.dim() != 1:
         raise ValueError(f"per_pair and same must both be (n,), got {tuple(per_pair.shape)} "
                          f"and {tuple(same.shape)}")
@@ -696,8 +700,7 @@ def train_siamese(iterations: int, *, config: dict[str, Any] | None = None, seed
     """
     cfg = {**SIAMESE_CONFIG, **(config or {})}
     _check_margin(cfg["margin"])
-    if cfg["negatives"] not in ("all", "active"):
-        raise ValueError(f"negatives must be 'all' or 'active', got {cfg['negatives']!r}")
+    _check_negatives(cfg["negatives"])  # fail before the data loads, not at the first step
     if isinstance(iterations, bool) or not isinstance(iterations, (int, np.integer)) or (
             iterations < 1):
         raise ValueError(f"iterations must be an integer >= 1, got {iterations!r}")

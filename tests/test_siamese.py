@@ -436,3 +436,12 @@ def test_committed_recipe_is_the_recorded_variant_v4():
     assert all(S.SIAMESE_CONFIG[k] == v for k, v in variants["v4"]["changes"].items())
     for key in ("lake_runs", "evaluation_5way1shot", "evaluation_20way1shot"):
         assert entry["metrics"][key] == variants["v4"][key]
+
+
+def test_record_metrics_merges_into_the_entry_and_keeps_the_weights_valid(tmp_path):
+    net = InductiveConvEmbedding(hidden=4)
+    C.save_checkpoint("toy", net.state_dict(), config={}, command="c", seed=0, iterations=1,
+                      wall_time_s=0.0, metrics={"lake_runs": [1.0, 0.5]}, directory=tmp_path)
+    C.record_metrics("toy", {"variants": [{"tag": "v0"}]}, directory=tmp_path)
+    _, entry = C.load_checkpoint("toy", tmp_path)  # sha256 still checks
+    assert entry["metrics"] == {"lake_runs": [1.0, 0.5], "variants": [{"tag": "v0"}]}
