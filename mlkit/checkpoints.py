@@ -38,6 +38,7 @@ __all__ = [
     "save_state",
     "load_state",
     "machine_description",
+    "begin_session",
     "training_sessions",
     "describe_training",
     "Autosaver",
@@ -78,6 +79,28 @@ def machine_description() -> str:
     else:
         dev = f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
     return f"{dev}, torch {torch.__version__}, Python {platform.python_version()}"
+
+
+def begin_session(rows: list[dict[str, Any]], iteration: int, wall_time_s: float, *,
+                  earlier_machine: str = "not recorded") -> float:
+    """Open this machine's row in a run's ``sessions`` list, in place; return the wall time
+    that row already holds.
+
+    ``rows`` say which machine trained which iterations (``machine, from_iteration,
+    to_iteration, wall_time_s``), so that a run resumed on another machine keeps the cost of
+    each part. A run that reached ``iteration > 0`` before rows were kept gets one row for
+    its first ``iteration`` steps and ``wall_time_s`` seconds, on ``earlier_machine``. A row
+    for this machine is appended unless the last row is already this machine's (a resume
+    on the same machine goes on adding to it).
+    """
+    if not rows and iteration:
+        rows.append({"machine": earlier_machine, "from_iteration": 0, "to_iteration": iteration,
+                     "wall_time_s": round(wall_time_s, 1)})
+    here = machine_description()
+    if not rows or rows[-1]["machine"] != here:
+        rows.append({"machine": here, "from_iteration": iteration, "to_iteration": iteration,
+                     "wall_time_s": 0.0})
+    return float(rows[-1]["wall_time_s"])
 
 
 def manifest(directory: Path | None = None) -> dict[str, dict[str, Any]]:
@@ -273,18 +296,10 @@ class ResumableRun:
             self.history, self.iteration = state["history"], state["iteration"]
         elif resume and name and name in manifest():
             self._from_checkpoint(name)
-        # Which machine trained which iterations, as mlkit.maml's meta_train keeps it; a state
-        # saved before the rows were kept takes its machine from the manifest.
-        rows = self.history.setdefault("sessions", [])
-        if not rows and self.iteration:
-            known = manifest().get(name or "", {})
-            rows.append({"machine": known.get("machine", "not recorded"), "from_iteration": 0,
-                         "to_iteration": self.iteration,
-                         "wall_time_s": round(self.history["wall_time_s"], 1)})
-        if not rows or rows[-1]["machine"] != machine_description():
-            rows.append({"machine": machine_description(), "from_iteration": self.iteration,
-                         "to_iteration": self.iteration, "wall_time_s": 0.0})
-        self._session_wall = float(rows[-1]["wall_time_s"])
+        # A state saved before the sessions rows were kept takes its machine from the manifest.
+        self._session_wall = begin_session(
+            self.history.setdefault("sessions", []), self.iteration, self.history["wall_time_s"],
+            earlier_machine=manifest().get(name or "", {}).get("machine", "not recorded"))
         self._saver = Autosaver(save_every)
         self._t0 = time.monotonic() - self.history["wall_time_s"]
 

@@ -53,8 +53,8 @@ from torch import nn
 from torch.func import functional_call
 
 from . import data as D
-from .checkpoints import (Autosaver, load_checkpoint, load_state, machine_description, manifest,
-                          save_checkpoint, save_state)
+from .checkpoints import (Autosaver, begin_session, load_checkpoint, load_state,
+                          manifest, save_checkpoint, save_state)
 from .nets import ConvNet, SinusoidMLP, head_parameter_names
 from .stats import mean_ci95
 
@@ -493,16 +493,8 @@ def meta_train(model: nn.Module, sample: Callable[[np.random.Generator], Any], *
         rng.bit_generator.state = state["rng"]
         torch.set_rng_state(state["torch_rng"])
         history, start, elapsed = list(state["history"]), state["iteration"], state["elapsed_s"]
-        sessions = [dict(r) for r in state.get("sessions", [])] or (
-            [{"machine": "not recorded", "from_iteration": 0, "to_iteration": start,
-              "wall_time_s": round(elapsed, 1)}] if start else [])
-    # One row per machine: where the iterations were trained and what they cost, so that a
-    # run resumed on another machine still says which machine did which part.
-    here = machine_description()
-    if not sessions or sessions[-1]["machine"] != here:
-        sessions.append({"machine": here, "from_iteration": start, "to_iteration": start,
-                         "wall_time_s": 0.0})
-    session_wall = float(sessions[-1]["wall_time_s"])
+        sessions = [dict(r) for r in state.get("sessions", [])]
+    session_wall = begin_session(sessions, start, elapsed)
 
     def snapshot(it: int) -> dict[str, Any]:
         now = time.monotonic() - t0

@@ -357,6 +357,21 @@ def test_concurrent_meta_train_runs_and_restores_threads():
                                        loss_fn=M.mse_loss, workers=bad)
 
 
+def test_begin_session_opens_one_row_per_machine():
+    here = C.machine_description()
+    fresh: list = []
+    assert C.begin_session(fresh, 0, 0.0) == 0.0
+    assert fresh == [{"machine": here, "from_iteration": 0, "to_iteration": 0, "wall_time_s": 0.0}]
+    # a run saved before rows were kept: its first part is on the earlier machine
+    old: list = []
+    assert C.begin_session(old, 40, 123.44, earlier_machine="GPU B") == 0.0
+    assert [(r["machine"], r["from_iteration"], r["to_iteration"], r["wall_time_s"])
+            for r in old] == [("GPU B", 0, 40, 123.4), (here, 40, 40, 0.0)]
+    # resumed on the same machine: no new row, and the row's wall time goes on from 12.5 s
+    same = [{"machine": here, "from_iteration": 0, "to_iteration": 9, "wall_time_s": 12.5}]
+    assert C.begin_session(same, 9, 12.5) == 12.5 and len(same) == 1
+
+
 def test_training_sessions_and_their_description():
     old = {"machine": "CPU A", "iterations": 30, "wall_time_s": 7200.0, "metrics": {}}
     assert C.training_sessions(old) == [{"machine": "CPU A", "from_iteration": 0,
