@@ -239,11 +239,16 @@ weights are the ones saved).
 code(r"""
 sc, pc = s_entry["metrics"]["curves"], p_entry["metrics"]["curves"]
 print("Siamese recipes tried (benchmarks/siamese_variants.py), accuracy in % ± 95% CI:")
-print(f"  {'':4s}{'Lake runs':>13s}{'20-way 1-shot':>16s}{'iterations':>12s}   what changes")
+print(f"  {'':4s}{'Lake runs':>13s}{'20-way 1-shot':>16s}{'iterations':>12s}")
 for v in s_entry["metrics"]["variants"]:
     print(f"  {v['tag']:<4s}{v['lake_runs'][0]:7.2f} ± {v['lake_runs'][1]:4.2f}"
           f"{v['evaluation_20way1shot'][0]:9.2f} ± {v['evaluation_20way1shot'][1]:4.2f}"
-          f"{v['iterations']:>12,d}   {v['what']}")
+          f"{v['iterations']:>12,d}")
+# The descriptions on their own lines, so that the table fits the page's width.
+print()
+for v in s_entry["metrics"]["variants"]:
+    print(textwrap.fill(v["what"], 76, initial_indent=f"  {v['tag']}: ",
+                        subsequent_indent=" " * (len(v["tag"]) + 4)))
 fig = viz.plot_curve_panels([
     ("Siamese: contrastive loss", {"loss": (sc["iteration"], sc["loss"])}),
     ("Siamese: mean pair distance", {"same class": (sc["iteration"], sc["d_same"]),
