@@ -394,7 +394,10 @@ for name in ("maml-sinusoid", "maml-omniglot-5w1s", "maml-omniglot-20w1s", "foma
             "split": split_name.get(st.get("split"), "—"),
             "test steps": st["inner_steps"],
             "ours (95% CI)": f"{ev['mean']:.2f} ± {ev['ci95']:.2f}{unit}",
-            "tasks": ev["tasks"], "paper": paper.get(key, "—")})
+            "tasks": ev["tasks"],
+            # the paper's numbers are for its own test step counts, which the recipes use
+            "paper": (paper.get(key, "—") if st["inner_steps"] == entry["config"]["test_inner_steps"]
+                      else "—")})
 results = pd.DataFrame(rows, dtype=object).fillna("")
 results
 """)
@@ -407,6 +410,13 @@ one (five inner steps), so part of the Omniglot training ran on a borrowed GPU: 
 keeps which machine trained which iterations, and how long it took.
 `python -m mlkit train NAME --resume` continues any checkpoint from where it stopped, on a
 CPU or with `--device cuda`, and `--max-minutes` stops it on a time budget.
+
+**How many test steps?** The paper's appendix evaluates the 5-way model with 3 inner steps
+and the 20-way model with 5, and our recipes follow it: the targets below are checked at those
+step counts. Finn's released code (`main.py` in `cbfinn/maml`) evaluates every Omniglot model
+with 10 steps (`test_num_updates = 10`), so the rows with 10 test steps show what that setting
+gives on the same checkpoints. It is not a fair way to reach a target after the fact: the
+step count was not chosen on validation tasks, and more steps cost more at test time.
 """)
 
 code(r"""
@@ -425,8 +435,11 @@ for name in ("maml-sinusoid", "maml-omniglot-5w1s", "maml-omniglot-20w1s",
                      "machine": r["machine"].split(", torch")[0]})
     metric, bar = targets.get(name, (None, None))
     want_k = 5 if metric == "mse" else 1  # the targets: 5-shot sinusoids, 1-shot Omniglot
+    # The target is checked at the recipe's own test step count (the paper's), not at the
+    # 10 steps of Finn's released code (see below).
     main = [ev for ev in entry.get("evaluations", []) if ev["settings"]["k_shot"] == want_k
-            and ev["settings"].get("split") in (None, "finn-test")]
+            and ev["settings"].get("split") in (None, "finn-test")
+            and ev["settings"]["inner_steps"] == entry["config"]["test_inner_steps"]]
     if bar is not None and main:
         got = main[0]["mean"]
         met = got <= bar if metric == "mse" else got >= bar
