@@ -436,7 +436,7 @@ for name in ("maml-sinusoid", "maml-omniglot-5w1s", "maml-omniglot-20w1s",
     metric, bar = targets.get(name, (None, None))
     want_k = 5 if metric == "mse" else 1  # the targets: 5-shot sinusoids, 1-shot Omniglot
     # The target is checked at the recipe's own test step count (the paper's), not at the
-    # 10 steps of Finn's released code (see below).
+    # 10 steps of Finn's released code (see above).
     main = [ev for ev in entry.get("evaluations", []) if ev["settings"]["k_shot"] == want_k
             and ev["settings"].get("split") in (None, "finn-test")
             and ev["settings"]["inner_steps"] == entry["config"]["test_inner_steps"]]
