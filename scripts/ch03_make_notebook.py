@@ -497,7 +497,8 @@ meta-iterations its model had):
 code(r"""
 cmp = results[results["checkpoint"].isin(["maml-omniglot-5w1s", "fomaml-omniglot-5w1s",
                                           "anil-omniglot-5w1s"])]
-cmp[[c for c in ("checkpoint", "iterations", "split", "ours (95% CI)", "paper") if c in cmp.columns]]
+cmp[[c for c in ("checkpoint", "iterations", "split", "test steps", "ours (95% CI)", "paper")
+     if c in cmp.columns]]
 """)
 
 md(r"""
