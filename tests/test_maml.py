@@ -240,7 +240,8 @@ def test_resume_on_a_fresh_clone_starts_from_the_committed_checkpoint(tmp_path):
     assert second["sha256"] != first["sha256"]
 
 
-def test_time_limit_stops_saves_and_resumes_exactly(monkeypatch):
+@pytest.mark.parametrize("anneal_from", [None, 2])
+def test_time_limit_stops_saves_and_resumes_exactly(monkeypatch, anneal_from):
     # A fake clock that advances one second per task batch drawn, so the stop is exact.
     clock = [0.0]
     monkeypatch.setattr(M, "time", type("FakeTime", (), {"monotonic": staticmethod(lambda: clock[0])}))
@@ -249,19 +250,53 @@ def test_time_limit_stops_saves_and_resumes_exactly(monkeypatch):
         clock[0] += 1.0
         return D.sample_sinusoid_tasks(4, 5, seed=rng)
 
-    a, hist_a = _sinusoid_run(sample, 6, 5)
+    a, hist_a = _sinusoid_run(sample, 6, 5, anneal_from=anneal_from)
     saved = {}
-    _sinusoid_run(sample, 6, 5, time_limit_s=2.5, save=lambda s: saved.update(s))
+    _sinusoid_run(sample, 6, 5, time_limit_s=2.5, save=lambda s: saved.update(s),
+                  anneal_from=anneal_from)
     assert saved["iteration"] == 3  # three batches cost three fake seconds >= 2.5
     assert saved["sessions"][-1]["from_iteration"] == 0
     assert saved["sessions"][-1]["to_iteration"] == 3
-    c, hist_c = _sinusoid_run(sample, 6, 99, state=saved, save=lambda s: saved.update(s))
+    c, hist_c = _sinusoid_run(sample, 6, 99, state=saved, save=lambda s: saved.update(s),
+                              anneal_from=anneal_from)
     for p, q in zip(a.parameters(), c.parameters()):
         torch.testing.assert_close(p, q, rtol=0, atol=0)
     assert [h["meta_loss"] for h in hist_a] == [h["meta_loss"] for h in hist_c]
     # both sessions ran on this machine: one row, iterations 0..6
     assert len(saved["sessions"]) == 1 and saved["sessions"][0]["to_iteration"] == 6
     assert saved["sessions"][0]["machine"] == C.machine_description()
+
+
+def test_cosine_meta_lr_follows_the_half_cosine():
+    lr = lambda it: M.cosine_meta_lr(it, 1e-3, 100, 300)  # noqa: E731
+    assert lr(0) == lr(99) == lr(100) == 1e-3
+    assert lr(200) == pytest.approx(0.5e-3)  # half way down the anneal
+    assert lr(150) == pytest.approx(1e-3 * (1 + math.cos(math.pi / 4)) / 2)
+    assert lr(300) == 0.0 and 0.0 < lr(299) < 1e-7
+    assert M.cosine_meta_lr(10**6, 1e-3, None, 300) == 1e-3  # no anneal: Finn's constant rate
+
+
+def test_annealing_changes_training_only_from_anneal_from():
+    def sample(rng):
+        return D.sample_sinusoid_tasks(4, 5, seed=rng)
+
+    plain, _ = _sinusoid_run(sample, 3, 5)
+    late, _ = _sinusoid_run(sample, 3, 5, anneal_from=3)  # starts at the end: no change
+    early, _ = _sinusoid_run(sample, 3, 5, anneal_from=1)
+    for p, q in zip(plain.parameters(), late.parameters()):
+        torch.testing.assert_close(p, q, rtol=0, atol=0)
+    assert any(not torch.equal(p, q) for p, q in zip(plain.parameters(), early.parameters()))
+
+
+@pytest.mark.parametrize("bad", [-1, 7, 2.5, True, "3"])
+def test_bad_anneal_from(bad):
+    with pytest.raises(ValueError, match="anneal_from"):
+        M.cosine_meta_lr(0, 1e-3, bad, 6)
+    with pytest.raises(ValueError, match="anneal_from"):
+        M.MAMLConfig(task="sinusoid", alpha=0.01, iterations=6, anneal_from=bad)
+    with pytest.raises(ValueError, match="anneal_from"):
+        M.meta_train(SinusoidMLP(), lambda rng: D.sample_sinusoid_tasks(2, 5, seed=rng),
+                     loss_fn=M.mse_loss, iterations=6, anneal_from=bad, progress=False)
 
 
 def test_sessions_keep_the_machine_of_each_part():
