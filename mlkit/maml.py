@@ -817,17 +817,31 @@ def _state_from_checkpoint(name: str, model: nn.Module, config: MAMLConfig,
                  "wall_time_s": float(entry["wall_time_s"])}]))}
 
 
+def recipe_config(name: str, iterations: int | None = None) -> MAMLConfig:
+    """A copy of the book's recipe ``name`` (:data:`CONFIGS`), ``iterations`` long if given.
+
+    A shorter or longer run keeps the recipe's anneal length: the outer rate is annealed over
+    the same number of final iterations (all of them when the run is shorter than that).
+    """
+    if name not in CONFIGS:
+        raise ValueError(f"name must be one of {sorted(CONFIGS)}, got {name!r}")
+    config = MAMLConfig(**asdict(CONFIGS[name]))
+    if iterations is None:
+        return config
+    if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 0:
+        raise ValueError(f"iterations must be an integer >= 0, got {iterations!r}")
+    if config.anneal_from is not None:
+        tail = config.iterations - config.anneal_from
+        config.anneal_from = max(0, iterations - tail)
+    config.iterations = iterations
+    return config
+
+
 def _train_recipe(name: str) -> Callable[[argparse.Namespace], None]:
     def train(args: argparse.Namespace) -> None:
-        config = MAMLConfig(**asdict(CONFIGS[name]))
+        config = recipe_config(name, args.iterations)
         if config.task == "sinusoid" and args.threads is None:
             torch.set_num_threads(1)  # a tiny network: a second thread only adds overhead
-        if args.iterations is not None:
-            if config.anneal_from is not None:
-                # the anneal keeps its length: it covers the last iterations of the shorter run
-                tail = config.iterations - config.anneal_from
-                config.anneal_from = max(0, args.iterations - tail)
-            config.iterations = args.iterations
         torch.manual_seed(args.seed)
         if str(args.device).startswith("cuda"):
             torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its kernels

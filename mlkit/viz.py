@@ -142,11 +142,32 @@ def plot_episode(support: object, support_y: object, query: object, query_y: obj
 
 def plot_training_curve(history: list[dict[str, float]], keys: tuple[str, ...] = ("loss",),
                         *, x: str = "episode", window: int = 20,
-                        title: str | None = None) -> Figure:
-    """Training rows (dicts) against ``x``: the raw values faint, a running mean of ``window``."""
-    fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3), squeeze=False)
+                        title: str | None = None, since: float | None = None,
+                        rate: tuple[object, object] | None = None) -> Figure:
+    """Training rows (dicts) against ``x``: the raw values faint, a running mean of ``window``.
+
+    ``since`` keeps the rows with ``x >= since`` (the late part of a long run). ``rate`` is
+    ``(x values, learning rates)``, drawn on a right-hand axis of each panel, with the stretch
+    where it is below its maximum shaded (an annealed learning rate).
+    """
+    if since is not None:
+        history = [row for row in history if row[x] >= since]
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys) + (0.8 if rate else 0), 3),
+                             squeeze=False)
     steps = np.array([row[x] for row in history])
     for ax, key in zip(axes[0], keys):
+        if rate is not None:
+            rx, ry = _np(rate[0]).ravel(), _np(rate[1]).ravel()
+            keep = rx >= (steps.min() if len(steps) else -np.inf)
+            rx, ry = rx[keep], ry[keep]
+            low = rx[ry < ry.max()] if len(ry) else rx[:0]
+            if len(low):
+                ax.axvspan(low.min(), rx.max(), color="C1", alpha=0.12, lw=0)
+            twin = ax.twinx()
+            twin.plot(rx, ry, color="C1", lw=1.5)
+            twin.set_ylabel("outer learning rate", color="C1")
+            twin.set_ylim(0, 1.1 * max(float(ry.max()), 1e-12))
+            twin.tick_params(axis="y", colors="C1")
         v = np.array([row[key] for row in history], dtype=float)
         ax.plot(steps, v, color="C0", alpha=0.25, lw=0.8)
         if len(v) >= window > 1:
@@ -156,6 +177,8 @@ def plot_training_curve(history: list[dict[str, float]], keys: tuple[str, ...] =
             ax.legend(fontsize=8)
         ax.set_xlabel(x)
         ax.set_ylabel(key)
+        if len(steps) and steps.max() >= 10000:  # 12.5k, not 12500 run into its neighbours
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v / 1000:g}k" if v else "0"))
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()

@@ -288,6 +288,22 @@ def test_annealing_changes_training_only_from_anneal_from():
     assert any(not torch.equal(p, q) for p, q in zip(plain.parameters(), early.parameters()))
 
 
+def test_recipe_config_keeps_the_anneal_length():
+    full = M.recipe_config("maml-omniglot-20w1s")
+    tail = full.iterations - full.anneal_from
+    assert tail > 0 and full == M.CONFIGS["maml-omniglot-20w1s"]
+    assert full is not M.CONFIGS["maml-omniglot-20w1s"]  # a copy: the recipe is not changed
+    longer = M.recipe_config("maml-omniglot-20w1s", full.iterations + 500)
+    assert longer.iterations - longer.anneal_from == tail
+    short = M.recipe_config("maml-omniglot-20w1s", 10)
+    assert (short.iterations, short.anneal_from) == (10, 0)  # shorter than the anneal: all of it
+    assert M.recipe_config("maml-sinusoid", 5).anneal_from is None
+    with pytest.raises(ValueError, match="iterations"):
+        M.recipe_config("maml-sinusoid", -1)
+    with pytest.raises(ValueError, match="name"):
+        M.recipe_config("maml-nope")
+
+
 @pytest.mark.parametrize("bad", [-1, 7, 2.5, True, "3"])
 def test_bad_anneal_from(bad):
     with pytest.raises(ValueError, match="anneal_from"):
