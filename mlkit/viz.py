@@ -166,7 +166,7 @@ def plot_training_curve(history: list[dict[str, float]], keys: tuple[str, ...] =
             twin = ax.twinx()
             twin.plot(rx, ry, color="C1", lw=1.5)
             twin.set_ylabel("outer learning rate", color="C1")
-            twin.set_ylim(0, 1.1 * max(float(ry.max()), 1e-12))
+            twin.set_ylim(0, 1.1 * max(float(ry.max()) if len(ry) else 0.0, 1e-12))
             twin.tick_params(axis="y", colors="C1")
         v = np.array([row[key] for row in history], dtype=float)
         ax.plot(steps, v, color="C0", alpha=0.25, lw=0.8)
