@@ -37,6 +37,12 @@ def _finish_image_grid(fig: Figure, axes: np.ndarray, title: str | None) -> Figu
     return fig
 
 
+def _thousands_ticks(ax: object, largest: float) -> None:
+    """Write x ticks as 12.5k when they reach 10,000: 12500 runs into its neighbours."""
+    if largest >= 10000:
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v / 1000:g}k" if v else "0"))
+
+
 def _finish_line_axes(fig: Figure, ax: object, xlabel: str, ylabel: str,
                       title: str | None) -> Figure:
     """The common ending of the one-panel line plots: labels, grid, legend, title, layout."""
@@ -177,8 +183,7 @@ def plot_training_curve(history: list[dict[str, float]], keys: tuple[str, ...] =
             ax.legend(fontsize=8)
         ax.set_xlabel(x)
         ax.set_ylabel(key)
-        if len(steps) and steps.max() >= 10000:  # 12.5k, not 12500 run into its neighbours
-            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v / 1000:g}k" if v else "0"))
+        _thousands_ticks(ax, steps.max() if len(steps) else 0)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
@@ -327,9 +332,8 @@ def plot_curve_panels(panels: list[tuple[str, dict[str, tuple[object, object]]]]
         ax.set_title(name, fontsize=10)
         ax.set_xlabel(xlabel)
         ax.grid(alpha=0.3)
-        # tick labels like 12500 run into each other on a small panel: write 12.5k
-        if max((_np(x).max() for x, _ in lines.values() if _np(x).size), default=0) >= 10000:
-            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v / 1000:g}k" if v else "0"))
+        _thousands_ticks(ax, max((_np(x).max() for x, _ in lines.values() if _np(x).size),
+                                 default=0))
         if len(lines) > 1:
             ax.legend(fontsize=8)
     if title:
