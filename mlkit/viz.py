@@ -414,6 +414,46 @@ def plot_margin_frame(d_same: object, d_different: object, margin: float, note: 
     return fig
 
 
+def plot_interval_panels(runs: dict[str, dict[str, tuple[float, float]]], *,
+                         targets: dict[str, tuple[float, str]] | None = None,
+                         highlight: tuple[str, ...] = (), highlight_label: str = "",
+                         title: str | None = None) -> Figure:
+    """One row per run and one panel per measure, each value a dot with its 95% confidence
+    interval (a forest plot). ``runs`` maps a run's name to ``{measure: (mean, ci95)}``;
+    ``targets`` maps a measure to ``(value, label)``, drawn as a dashed vertical line; the runs
+    named in ``highlight`` (for example one recipe trained from several seeds) are drawn in a
+    second colour, so that a reader can see whether the runs differ by more than the seeds
+    do, and by more than each measure's own uncertainty."""
+    names = list(runs)
+    measures = list(dict.fromkeys(m for r in runs.values() for m in r))
+    fig, axes = plt.subplots(1, len(measures), figsize=(4.4 * len(measures) + 0.8,
+                                                        0.3 * len(names) + 1.4),
+                             sharey=True, squeeze=False)
+    ys = np.arange(len(names))[::-1]  # first run at the top
+    for ax, measure in zip(axes[0], measures):
+        for y, name in zip(ys, names):
+            if measure not in runs[name]:
+                continue
+            mean, ci = runs[name][measure]
+            ax.errorbar(mean, y, xerr=ci, fmt="o", ms=4, capsize=2, lw=1,
+                        color="tab:orange" if name in highlight else "tab:blue")
+        if targets and measure in targets:
+            value, label = targets[measure]
+            ax.axvline(value, color="k", ls="--", lw=1, label=label)
+            ax.legend(fontsize=8, loc="lower left")
+        ax.set_xlabel(measure, fontsize=9)
+        ax.grid(alpha=0.3, axis="x")
+    axes[0][0].set_yticks(ys, names, fontsize=8)
+    axes[0][0].set_ylim(-0.7, len(names) - 0.3)
+    if highlight and highlight_label:
+        axes[0][-1].plot([], [], "o", color="tab:orange", label=highlight_label)
+        axes[0][-1].legend(fontsize=8, loc="lower left")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 def plot_image_rows(rows: list[list[object]], *, row_labels: list[str] | None = None,
                     colours: list[list[str | None]] | None = None,
                     titles: list[list[str]] | None = None, title: str | None = None,

@@ -432,8 +432,13 @@ def test_committed_recipe_is_the_recorded_variant_v4():
     entry = C.checkpoint_entry("siamese-omniglot")
     assert entry["config"] == S.SIAMESE_CONFIG
     variants = {v["tag"]: v for v in entry["metrics"]["variants"]}
-    assert set(variants) == {"v0", "v1", "v2", "v3", "v4"}
+    assert set(variants) == {f"v{i}" for i in range(13)}
     assert all(S.SIAMESE_CONFIG[k] == v for k, v in variants["v4"]["changes"].items())
+    # v5 and v11 are the recipe again from other seeds; the recipe's own run is seed 0
+    assert [t for t, v in variants.items() if v["changes"] == variants["v4"]["changes"]] == [
+        "v4", "v5", "v11"]
+    assert [variants[t]["seed"] for t in ("v4", "v5", "v11")] == [0, 1, 2]
+    assert entry["seed"] == 0
     for key in ("lake_runs", "evaluation_5way1shot", "evaluation_20way1shot"):
         assert entry["metrics"][key] == variants["v4"][key]
 
