@@ -14,8 +14,14 @@ tasks from the evaluation alphabets) and keeps the results in the manifest entry
 ``siamese-omniglot`` under ``metrics.variants``, where chapter 4 reads them, and in
 ``benchmarks/RESULTS.md`` between ``<!-- siamese-variants -->`` markers.
 
-The variant was chosen by its Lake score, that is, on the test runs themselves: the book says
-so beside the number.
+The recipe v4 was chosen by its Lake score, that is, on the test runs themselves: the book
+says so beside the number. v5 and v11 train v4 again from other seeds, to measure how far two
+runs of one recipe differ; v6-v10 and v12 change v4. None of them beat v4's seeds on the 600
+20-way tasks, so the recipe stayed v4 (chapter 4 plots all of them; RESULTS.md says more).
+On one GPU, several variants train at once, one process each:
+
+    for t in v5 v6 v7; do python benchmarks/siamese_variants.py train $t --device cuda \
+        --threads 2 --resume & done; wait
 """
 
 from __future__ import annotations
