@@ -74,6 +74,7 @@ __all__ = [
     "train_siamese",
     "load_siamese",
     "LAKE_ANCHORS",
+    "seed_report",
     "RECIPES",
 ]
 
@@ -790,6 +791,42 @@ LAKE_ANCHORS: dict[str, float] = {
 }
 
 SIAMESE_ITERATIONS = 10000
+
+
+def seed_report(variants: Sequence[dict[str, Any]], recipe: str = "v4",
+                target: float = LAKE_ANCHORS["convolutional Siamese net (Koch et al. 2015)"]
+                ) -> list[str]:
+    """Read recorded recipe variants against the spread between seeds of one recipe.
+
+    ``variants`` are the rows of ``metrics["variants"]`` (``tag``, ``what``, ``changes``,
+    ``seed``, ``lake_runs`` and ``evaluation_20way1shot`` as ``[mean, ci95]``). The runs
+    whose ``changes`` equal those of ``recipe`` are that recipe from other seeds. Returns one
+    line with the seeds' range on both measures, then one line for each other run that
+    reaches ``target`` on Lake's runs, saying whether it also beats the best seed on the 600
+    20-way episodes (the measure with the narrower interval)."""
+    by_tag = {v["tag"]: v for v in variants}
+    if recipe not in by_tag:
+        raise ValueError(f"recipe must be one of the variants' tags {list(by_tag)}, "
+                         f"got {recipe!r}")
+    seeds = [t for t, v in by_tag.items() if v["changes"] == by_tag[recipe]["changes"]]
+
+    def spread(key: str) -> str:
+        values = [by_tag[t][key][0] for t in seeds]
+        return f"{min(values):.2f}–{max(values):.2f}"
+
+    named = ", ".join(f"{t}: seed {by_tag[t].get('seed', 0)}" for t in seeds)
+    lines = [f"{recipe} from {len(seeds)} seeds ({named}): "
+             f"Lake's runs {spread('lake_runs')}, 20-way episodes "
+             f"{spread('evaluation_20way1shot')}"]
+    best = max(by_tag[t]["evaluation_20way1shot"][0] for t in seeds)
+    for t, v in by_tag.items():
+        if t in seeds or v["lake_runs"][0] < target:
+            continue
+        episodes = v["evaluation_20way1shot"][0]
+        lines.append(f"{t} ({v['what']}): {v['lake_runs'][0]:.2f} on Lake's runs, "
+                     f"{episodes:.2f} on the 20-way episodes, "
+                     f"{'above' if episodes > best else 'not above'} the best seed's {best:.2f}")
+    return lines
 
 
 def final_metrics(embed: nn.Module, *, method: str, tasks: int = 600,

@@ -285,20 +285,8 @@ fig = viz.plot_interval_panels(
     highlight_label=f"the recipe (v4) from {len(seeds)} seeds")
 plt.show()
 
-def spread(key):
-    values = [variants[t][key][0] for t in seeds]
-    return f"{min(values):.2f}–{max(values):.2f}"
-
-print(f"the recipe from seeds {', '.join(str(variants[t].get('seed', 0)) for t in seeds)} "
-      f"({', '.join(seeds)}): Lake's runs {spread('lake_runs')}, "
-      f"20-way episodes {spread('evaluation_20way1shot')}")
-best20 = max(variants[t]["evaluation_20way1shot"][0] for t in seeds)
-for t, v in variants.items():
-    if t not in seeds and v["lake_runs"][0] >= 92.0:
-        print(f"{t} ({v['what']}): {v['lake_runs'][0]:.2f} on Lake's runs, "
-              f"{v['evaluation_20way1shot'][0]:.2f} on the 20-way episodes "
-              f"({'above' if v['evaluation_20way1shot'][0] > best20 else 'not above'} "
-              f"the recipe's best seed there, {best20:.2f})")
+for line in siamese.seed_report(s_entry["metrics"]["variants"], recipe="v4"):
+    print(textwrap.fill(line, 76, subsequent_indent="    "))
 """)
 
 md(r"""

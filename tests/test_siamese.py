@@ -450,3 +450,23 @@ def test_record_metrics_merges_into_the_entry_and_keeps_the_weights_valid(tmp_pa
     C.record_metrics("toy", {"variants": [{"tag": "v0"}]}, directory=tmp_path)
     _, entry = C.load_checkpoint("toy", tmp_path)  # sha256 still checks
     assert entry["metrics"] == {"lake_runs": [1.0, 0.5], "variants": [{"tag": "v0"}]}
+
+
+def test_seed_report_reads_variants_against_the_recipes_seeds():
+    def row(tag, changes, seed, lake, episodes):
+        return {"tag": tag, "what": f"what {tag}", "changes": changes, "seed": seed,
+                "lake_runs": [lake, 3.0], "evaluation_20way1shot": [episodes, 0.3]}
+    rows = [row("a", {"k": 1}, 0, 91.0, 91.5), row("b", {"k": 1}, 1, 90.0, 91.9),
+            row("c", {"k": 2}, 0, 93.0, 91.7), row("d", {"k": 3}, 0, 92.5, 92.4),
+            row("e", {"k": 4}, 0, 91.9, 99.0)]
+    lines = S.seed_report(rows, recipe="a", target=92.0)
+    assert lines[0] == ("a from 2 seeds (a: seed 0, b: seed 1): Lake's runs 90.00–91.00, "
+                        "20-way episodes 91.50–91.90")
+    # e is below the target on Lake's runs, so it gets no line however well it does elsewhere
+    assert lines[1:] == [
+        "c (what c): 93.00 on Lake's runs, 91.70 on the 20-way episodes, not above the best "
+        "seed's 91.90",
+        "d (what d): 92.50 on Lake's runs, 92.40 on the 20-way episodes, above the best "
+        "seed's 91.90"]
+    with pytest.raises(ValueError, match="recipe"):
+        S.seed_report(rows, recipe="z")
