@@ -74,6 +74,7 @@ __all__ = [
     "train_siamese",
     "load_siamese",
     "LAKE_ANCHORS",
+    "recipe_seeds",
     "seed_report",
     "RECIPES",
 ]
@@ -793,6 +794,16 @@ LAKE_ANCHORS: dict[str, float] = {
 SIAMESE_ITERATIONS = 10000
 
 
+def recipe_seeds(variants: Sequence[dict[str, Any]], recipe: str = "v4") -> list[str]:
+    """The tags of the recorded ``variants`` that train ``recipe``'s configuration (its
+    ``changes``), that is, the recipe itself and its runs from other seeds."""
+    by_tag = {v["tag"]: v for v in variants}
+    if recipe not in by_tag:
+        raise ValueError(f"recipe must be one of the variants' tags {list(by_tag)}, "
+                         f"got {recipe!r}")
+    return [t for t, v in by_tag.items() if v["changes"] == by_tag[recipe]["changes"]]
+
+
 def seed_report(variants: Sequence[dict[str, Any]], recipe: str = "v4",
                 target: float = LAKE_ANCHORS["convolutional Siamese net (Koch et al. 2015)"]
                 ) -> list[str]:
@@ -805,10 +816,7 @@ def seed_report(variants: Sequence[dict[str, Any]], recipe: str = "v4",
     reaches ``target`` on Lake's runs, saying whether it also beats the best seed on the 600
     20-way episodes (the measure with the narrower interval)."""
     by_tag = {v["tag"]: v for v in variants}
-    if recipe not in by_tag:
-        raise ValueError(f"recipe must be one of the variants' tags {list(by_tag)}, "
-                         f"got {recipe!r}")
-    seeds = [t for t, v in by_tag.items() if v["changes"] == by_tag[recipe]["changes"]]
+    seeds = recipe_seeds(variants, recipe)
 
     def spread(key: str) -> str:
         values = [by_tag[t][key][0] for t in seeds]

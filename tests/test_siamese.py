@@ -435,8 +435,7 @@ def test_committed_recipe_is_the_recorded_variant_v4():
     assert set(variants) == {f"v{i}" for i in range(13)}
     assert all(S.SIAMESE_CONFIG[k] == v for k, v in variants["v4"]["changes"].items())
     # v5 and v11 are the recipe again from other seeds; the recipe's own run is seed 0
-    assert [t for t, v in variants.items() if v["changes"] == variants["v4"]["changes"]] == [
-        "v4", "v5", "v11"]
+    assert S.recipe_seeds(entry["metrics"]["variants"], "v4") == ["v4", "v5", "v11"]
     assert [variants[t]["seed"] for t in ("v4", "v5", "v11")] == [0, 1, 2]
     assert entry["seed"] == 0
     for key in ("lake_runs", "evaluation_5way1shot", "evaluation_20way1shot"):
@@ -468,5 +467,6 @@ def test_seed_report_reads_variants_against_the_recipes_seeds():
         "seed's 91.90",
         "d (what d): 92.50 on Lake's runs, 92.40 on the 20-way episodes, above the best "
         "seed's 91.90"]
+    assert S.recipe_seeds(rows, "c") == ["c"]
     with pytest.raises(ValueError, match="recipe"):
         S.seed_report(rows, recipe="z")
