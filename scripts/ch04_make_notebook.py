@@ -275,12 +275,13 @@ The three seeds of the same recipe are drawn in orange; the dashed line is Koch 
 code(r"""
 variants = {v["tag"]: v for v in s_entry["metrics"]["variants"]}
 seeds = siamese.recipe_seeds(s_entry["metrics"]["variants"], "v4")
+koch = siamese.LAKE_ANCHORS["convolutional Siamese net (Koch et al. 2015)"]
+on_lake = "Lake's 20 runs, 400 trials (%)"
+on_episodes = "600 random 20-way episodes (%)"
 fig = viz.plot_interval_panels(
-    {t: {"Lake's 20 runs, 400 trials (%)": tuple(v["lake_runs"]),
-         "600 random 20-way 1-shot episodes (%)": tuple(v["evaluation_20way1shot"])}
-     for t, v in variants.items()},
-    targets={"Lake's 20 runs, 400 trials (%)": (siamese.LAKE_ANCHORS[
-        "convolutional Siamese net (Koch et al. 2015)"], "Koch et al. 2015")},
+    {t: {on_lake: tuple(v["lake_runs"]),
+         on_episodes: tuple(v["evaluation_20way1shot"])} for t, v in variants.items()},
+    targets={on_lake: (koch, "Koch et al. 2015")},
     highlight=tuple(seeds),
     highlight_label=f"the recipe (v4) from {len(seeds)} seeds")
 plt.show()
