@@ -280,7 +280,8 @@ on_lake = "Lake's 20 runs, 400 trials (%)"
 on_episodes = "600 random 20-way episodes (%)"
 fig = viz.plot_interval_panels(
     {t: {on_lake: tuple(v["lake_runs"]),
-         on_episodes: tuple(v["evaluation_20way1shot"])} for t, v in variants.items()},
+         on_episodes: tuple(v["evaluation_20way1shot"])}
+     for t, v in variants.items()},
     targets={on_lake: (koch, "Koch et al. 2015")},
     highlight=tuple(seeds),
     highlight_label=f"the recipe (v4) from {len(seeds)} seeds")
