@@ -29,7 +29,7 @@ from __future__ import annotations
 import argparse
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -38,44 +38,46 @@ from mlkit.checkpoints import load_state, record_metrics
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
-# tag -> (what changes against v0, config overrides of SIAMESE_CONFIG, iterations[, seed])
+
+class Variant(NamedTuple):
+    what: str                # what changes against v0 (or against the run it names)
+    changes: dict[str, Any]  # overrides of SIAMESE_CONFIG
+    iterations: int
+    seed: int = 0
+
+
 V0 = {"hidden": 64, "n_pairs": 128, "normalize": False, "negatives": "all"}
-V4 = {**V0, "normalize": True, "negatives": "active", "hidden": 128, "n_pairs": 256}
-VARIANTS: dict[str, tuple] = {
-    "v0": ("first recipe: 64 channels, 128 images, all negatives", V0, 20000),
-    "v1": ("v0 + unit sphere + active negatives",
-           {**V0, "normalize": True, "negatives": "active"}, 10000),
-    "v2": ("v1 + 128 channels", {**V0, "normalize": True, "negatives": "active",
-                                 "hidden": 128}, 10000),
-    "v3": ("v1 + 256 images a batch", {**V0, "normalize": True, "negatives": "active",
-                                       "n_pairs": 256}, 10000),
-    "v4": ("v1 + 128 channels + 256 images (the recipe)", V4, 10000),
+V1 = {**V0, "normalize": True, "negatives": "active"}
+V4 = {**V1, "hidden": 128, "n_pairs": 256}
+V10 = {**V4, "n_pairs": 512, "within_alphabet": 1.0}
+VARIANTS: dict[str, Variant] = {
+    "v0": Variant("first recipe: 64 channels, 128 images, all negatives", V0, 20000),
+    "v1": Variant("v0 + unit sphere + active negatives", V1, 10000),
+    "v2": Variant("v1 + 128 channels", {**V1, "hidden": 128}, 10000),
+    "v3": Variant("v1 + 256 images a batch", {**V1, "n_pairs": 256}, 10000),
+    "v4": Variant("v1 + 128 channels + 256 images (the recipe)", V4, 10000),
     # the seventh session's round: one change to v4 each, and v4 again from another seed
     # (how far two runs of one recipe differ, against which the changes are read)
-    "v5": ("v4 from seed 1", V4, 10000, 1),
-    "v6": ("v4 + 512 images a batch", {**V4, "n_pairs": 512}, 10000),
-    "v7": ("v4 + every negative from the same alphabet", {**V4, "within_alphabet": 1.0}, 10000),
-    "v8": ("v4 + margin 1.4", {**V4, "margin": 1.4}, 10000),
-    "v9": ("v4 + twice the rate (2e-3)", {**V4, "lr": 2e-3}, 10000),
-    "v10": ("v4 + 512 images + same-alphabet negatives (v6 and v7 together)",
-            {**V4, "n_pairs": 512, "within_alphabet": 1.0}, 10000),
-    "v11": ("v4 from seed 2", V4, 10000, 2),
-    "v12": ("v10 from seed 1", {**V4, "n_pairs": 512, "within_alphabet": 1.0}, 10000, 1),
+    "v5": Variant("v4 from seed 1", V4, 10000, seed=1),
+    "v6": Variant("v4 + 512 images a batch", {**V4, "n_pairs": 512}, 10000),
+    "v7": Variant("v4 + every negative from the same alphabet", {**V4, "within_alphabet": 1.0},
+                  10000),
+    "v8": Variant("v4 + margin 1.4", {**V4, "margin": 1.4}, 10000),
+    "v9": Variant("v4 + twice the rate (2e-3)", {**V4, "lr": 2e-3}, 10000),
+    "v10": Variant("v4 + 512 images + same-alphabet negatives (v6 and v7 together)", V10, 10000),
+    "v11": Variant("v4 from seed 2", V4, 10000, seed=2),
+    "v12": Variant("v10 from seed 1", V10, 10000, seed=1),
 }
 
 
-def seed_of(tag: str) -> int:
-    return VARIANTS[tag][3] if len(VARIANTS[tag]) > 3 else 0
-
-
 def config_of(tag: str) -> dict[str, Any]:
-    return {**siamese.SIAMESE_CONFIG, **VARIANTS[tag][1]}
+    return {**siamese.SIAMESE_CONFIG, **VARIANTS[tag].changes}
 
 
 def train(tags: list[str], device: str, max_minutes: float | None, resume: bool) -> None:
     for tag in tags:
-        iterations = VARIANTS[tag][2]
-        siamese.train_siamese(iterations, config=config_of(tag), seed=seed_of(tag), resume=resume,
+        v = VARIANTS[tag]
+        siamese.train_siamese(v.iterations, config=config_of(tag), seed=v.seed, resume=resume,
                               run_name=f"siamese-{tag}", save_every=60, device=device,
                               time_limit_s=None if max_minutes is None else 60 * max_minutes)
 
@@ -83,7 +85,7 @@ def train(tags: list[str], device: str, max_minutes: float | None, resume: bool)
 def measure() -> list[dict[str, Any]]:
     torch.set_num_threads(1)
     rows = []
-    for tag, (what, changes, *_) in VARIANTS.items():
+    for tag, (what, changes, _, seed) in VARIANTS.items():
         state = load_state(f"siamese-{tag}")
         if state is None:
             print(f"{tag}: no state in runs/siamese-{tag}, skipped")
@@ -96,7 +98,7 @@ def measure() -> list[dict[str, Any]]:
         net = siamese.build_siamese(config_of(tag))
         net.load_state_dict(state["model"])
         metrics = siamese.final_metrics(net.eval().embedding, method="nearest")
-        rows.append({"tag": tag, "what": what, "changes": changes, "seed": seed_of(tag),
+        rows.append({"tag": tag, "what": what, "changes": changes, "seed": seed,
                      "iterations": int(state["iteration"]),
                      "sessions": state["history"].get("sessions", []), **metrics})
         print(tag, rows[-1]["iterations"], metrics)
