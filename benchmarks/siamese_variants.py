@@ -6,13 +6,19 @@ v4. Each variant trains under its own run name ``siamese-<tag>`` (state in ``run
 
     python benchmarks/siamese_variants.py train v1 v2 --device cuda --max-minutes 8
     python benchmarks/siamese_variants.py record
+    python benchmarks/siamese_variants.py promote v5 v11
+    python benchmarks/siamese_variants.py ensemble
 
 ``train`` runs :func:`mlkit.siamese.train_siamese` with the variant's config and iterations
 (``--resume`` continues a stopped run). ``record`` measures every variant whose state is in
 ``runs/`` with :func:`mlkit.siamese.final_metrics` (Lake's 20 runs; 600 5- and 20-way 1-shot
 tasks from the evaluation alphabets) and keeps the results in the manifest entry of
 ``siamese-omniglot`` under ``metrics.variants``, where chapter 4 reads them, and in
-``benchmarks/RESULTS.md`` between ``<!-- siamese-variants -->`` markers.
+``benchmarks/RESULTS.md`` between ``<!-- siamese-variants -->`` markers. ``promote`` makes a
+run of the recipe from another seed (v5, v11) a checkpoint of its own,
+``siamese-omniglot-seed<S>``: with ``siamese-omniglot`` they form
+``siamese-omniglot-ensemble``, which ``ensemble`` measures (kept under ``metrics.ensemble``
+and between ``<!-- siamese-ensemble -->`` markers).
 
 The recipe v4 was chosen by its Lake score, that is, on the test runs themselves: the book
 says so beside the number. v5 and v11 train v4 again from other seeds, to measure how far two
@@ -105,6 +111,55 @@ def measure() -> list[dict[str, Any]]:
     return rows
 
 
+def promote(tag: str) -> None:
+    """Write checkpoint ``siamese-omniglot-seed<S>`` from variant ``tag``'s state: a run of the
+    recipe (SIAMESE_CONFIG) from seed S > 0, one member of ``siamese-omniglot-ensemble``."""
+    v = VARIANTS[tag]
+    if config_of(tag) != siamese.SIAMESE_CONFIG or v.seed == 0:
+        raise SystemExit(f"{tag} is not the recipe from another seed: {v.what}")
+    state = load_state(f"siamese-{tag}")
+    if state is None or state["iteration"] < v.iterations or state["config"] != config_of(tag):
+        raise SystemExit(f"runs/siamese-{tag} holds no finished run of {tag}")
+    net = siamese.build_siamese(config_of(tag))
+    net.load_state_dict(state["model"])
+    gpu = any("NVIDIA" in s["machine"] for s in state["history"]["sessions"])
+    siamese.save_embedding_checkpoint(
+        siamese.seed_checkpoint(v.seed), net, state["history"], v.iterations, config_of(tag),
+        seed=v.seed, method="nearest", curve_keys=siamese.SIAMESE_CURVES,
+        embedding=lambda n: n.embedding,
+        command=f"python benchmarks/siamese_variants.py train {tag}"
+                + (" --device cuda" if gpu else ""))
+
+
+def measure_ensemble() -> dict[str, Any]:
+    """``siamese-omniglot-ensemble`` measured like the variants (:func:`siamese.final_metrics`)."""
+    torch.set_num_threads(1)
+    row = siamese.measure_ensemble()
+    print("ensemble", row)
+    return row
+
+
+def record_ensemble(row: dict[str, Any]) -> None:
+    record_metrics("siamese-omniglot", {"ensemble": row})
+    cells = " | ".join(f"{row[k][0]:.2f} ± {row[k][1]:.2f}" for k in
+                       ("lake_runs", "evaluation_5way1shot", "evaluation_20way1shot"))
+    text = "\n".join([
+        "| ensemble | members (seeds) | Lake's runs | 5-way 1-shot | 20-way 1-shot |",
+        "|---|---|---|---|---|",
+        f"| siamese-omniglot-ensemble | {', '.join(row['members'])} "
+        f"({', '.join(map(str, row['seeds']))}) | {cells} |"])
+    _replace_block("siamese-ensemble", text)
+
+
+def _replace_block(marker: str, content: str) -> None:
+    text = RESULTS.read_text()
+    block = f"<!-- {marker} -->\n{content}\n<!-- /{marker} -->"
+    pattern = rf"<!-- {marker} -->.*?<!-- /{marker} -->"
+    if not re.search(pattern, text, flags=re.S):
+        raise SystemExit(f"{RESULTS} has no <!-- {marker} --> markers")
+    RESULTS.write_text(re.sub(pattern, lambda _: block, text, flags=re.S))
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     out = ["| variant | what changes | iterations | Lake's runs | 5-way 1-shot | 20-way 1-shot |",
            "|---|---|---|---|---|---|"]
@@ -117,12 +172,7 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 def record(rows: list[dict[str, Any]]) -> None:
     record_metrics("siamese-omniglot", {"variants": rows})
-    text = RESULTS.read_text()
-    block = f"<!-- siamese-variants -->\n{table(rows)}\n<!-- /siamese-variants -->"
-    pattern = r"<!-- siamese-variants -->.*?<!-- /siamese-variants -->"
-    if not re.search(pattern, text, flags=re.S):
-        raise SystemExit(f"{RESULTS} has no <!-- siamese-variants --> markers")
-    RESULTS.write_text(re.sub(pattern, lambda _: block, text, flags=re.S))
+    _replace_block("siamese-variants", table(rows))
 
 
 def main() -> None:
@@ -135,11 +185,21 @@ def main() -> None:
     t.add_argument("--resume", action="store_true")
     t.add_argument("--threads", type=int, help="CPU threads (default: torch's)")
     sub.add_parser("record", help="measure the trained variants and keep the results")
+    m = sub.add_parser("promote", help="a run of the recipe from another seed becomes "
+                                       "checkpoint siamese-omniglot-seed<S>")
+    m.add_argument("tags", nargs="+", choices=list(VARIANTS))
+    sub.add_parser("ensemble", help="measure siamese-omniglot-ensemble and keep the result")
     args = p.parse_args()
     if args.command == "train":
         if args.threads:
             torch.set_num_threads(args.threads)
         train(args.tags, args.device, args.max_minutes, args.resume)
+    elif args.command == "promote":
+        torch.set_num_threads(1)
+        for tag in args.tags:
+            promote(tag)
+    elif args.command == "ensemble":
+        record_ensemble(measure_ensemble())
     else:
         rows = measure()
         record(rows)

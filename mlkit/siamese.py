@@ -37,7 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoints import ResumableRun, load_checkpoint, save_checkpoint
+from .checkpoints import (ResumableRun, load_checkpoint, load_state, manifest, record_metrics,
+                          save_checkpoint)
 from .data import DRAWINGS, ClassPool, Episode, load_lake_runs, omniglot_classes
 from .nets import InductiveConvEmbedding
 from .stats import mean_ci95
@@ -75,6 +76,11 @@ __all__ = [
     "load_siamese",
     "LAKE_ANCHORS",
     "recipe_seeds",
+    "EnsembleEmbedding",
+    "ENSEMBLE_SEEDS",
+    "seed_checkpoint",
+    "load_siamese_ensemble",
+    "measure_ensemble",
     "seed_report",
     "RECIPES",
 ]
@@ -780,6 +786,54 @@ def load_siamese(name: str = "siamese-omniglot") -> tuple[SiameseNet, dict[str, 
     return net.eval(), entry
 
 
+class EnsembleEmbedding(nn.Module):
+    r"""Several trained embedding networks used as one.
+
+    ``f(x) = [f_1(x) / |f_1(x)|, ..., f_k(x) / |f_k(x)|] / sqrt(k)``: each member's embedding
+    on the unit sphere, concatenated and scaled so that the squared distance of the ensemble
+    is the mean of the members' squared distances,
+    :math:`d^2(f(a), f(b)) = \frac1k \sum_j d^2(\hat f_j(a), \hat f_j(b))`. Every function
+    that takes an embedding network (nearest-support classification, Lake's runs) then uses
+    the averaged distance unchanged. The members are trained apart (usually one recipe from
+    different seeds), so this averages out the noise of any one run; it costs ``k`` times the
+    embedding time.
+    """
+
+    def __init__(self, members: Sequence[nn.Module]) -> None:
+        super().__init__()
+        members = list(members)
+        if not members:
+            raise ValueError("members must hold at least one embedding network, got none")
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = [F.normalize(m(x), dim=1) for m in self.members]
+        return torch.cat(z, dim=1) / math.sqrt(len(z))
+
+
+# The recipe trained from three seeds: seed 0 is siamese-omniglot, the others have their own
+# checkpoints (trained as variants v5 and v11 of benchmarks/siamese_variants.py).
+ENSEMBLE_SEEDS = (0, 1, 2)
+
+
+def seed_checkpoint(seed: int) -> str:
+    """The checkpoint name of the Siamese recipe trained from ``seed``."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+    return "siamese-omniglot" if seed == 0 else f"siamese-omniglot-seed{seed}"
+
+
+def load_siamese_ensemble(seeds: Sequence[int] = ENSEMBLE_SEEDS
+                          ) -> tuple[EnsembleEmbedding, list[dict[str, Any]]]:
+    """The Siamese recipe's checkpoints from ``seeds`` as one :class:`EnsembleEmbedding`
+    (in ``eval()`` mode), and their manifest entries."""
+    loaded = [load_siamese(seed_checkpoint(s)) for s in seeds]
+    if not loaded:
+        raise ValueError("seeds must name at least one seed, got none")
+    return (EnsembleEmbedding([net.embedding for net, _ in loaded]).eval(),
+            [entry for _, entry in loaded])
+
+
 # --------------------------------------------------------------------------------------
 # Command line (python -m mlkit train|evaluate siamese-omniglot)
 # --------------------------------------------------------------------------------------
@@ -792,6 +846,7 @@ LAKE_ANCHORS: dict[str, float] = {
 }
 
 SIAMESE_ITERATIONS = 10000
+SIAMESE_CURVES = ("loss", "d_same", "d_diff", "inside_margin")  # kept in the manifest
 
 
 def recipe_seeds(variants: Sequence[dict[str, Any]], recipe: str = "v4") -> list[str]:
@@ -869,11 +924,14 @@ def training_curves(history: dict[str, Any], keys: Sequence[str], points: int = 
 def train_embedding_cli(args: argparse.Namespace, name: str, train: Callable[..., Any],
                         iterations: int, config: dict[str, Any], *, method: str,
                         curve_keys: Sequence[str],
-                        embedding: Callable[[nn.Module], nn.Module] = lambda net: net) -> None:
+                        embedding: Callable[[nn.Module], nn.Module] = lambda net: net,
+                        command: str | None = None, keep: Sequence[str] = ()) -> None:
     """The ``train`` command for an embedding learner (Siamese or prototypical): run
     ``train(iterations, ...)`` with the command line's seed, resume, device and time budget,
     measure the trained ``embedding(net)`` (:func:`final_metrics` with ``method``) and write
-    the checkpoint with the iteration reached and which machine trained which iterations."""
+    the checkpoint with the iteration reached and which machine trained which iterations.
+    ``command`` is the manifest's command (default: ``train name`` with the seed); ``keep``
+    names measurements of the old entry to carry over (see :func:`save_embedding_checkpoint`)."""
     # one thread unless --threads says otherwise: the CPU is shared with other training runs
     torch.set_num_threads(getattr(args, "threads", None) or 1)
     net, history = train(iterations, seed=args.seed, resume=args.resume, run_name=name,
@@ -884,24 +942,31 @@ def train_embedding_cli(args: argparse.Namespace, name: str, train: Callable[...
               "nothing trained, checkpoint left as it is")
         return
     save_embedding_checkpoint(name, net, history, iterations, config, seed=args.seed,
-                              method=method, curve_keys=curve_keys, embedding=embedding)
+                              method=method, curve_keys=curve_keys, embedding=embedding,
+                              command=command, keep=keep)
 
 
 def save_embedding_checkpoint(name: str, net: nn.Module, history: dict[str, Any],
                               iterations: int, config: dict[str, Any], *, seed: int, method: str,
                               curve_keys: Sequence[str],
-                              embedding: Callable[[nn.Module], nn.Module] = lambda net: net
+                              embedding: Callable[[nn.Module], nn.Module] = lambda net: net,
+                              command: str | None = None, keep: Sequence[str] = ()
                               ) -> dict[str, Any]:
     """Measure a trained embedding learner on the CPU (:func:`final_metrics` with ``method``)
-    and write checkpoint ``name``: weights, ``config``, the command that reproduces it, the
-    iteration reached and the training history's sessions and curves. Returns the metrics."""
+    and write checkpoint ``name``: weights, ``config``, the command that reproduces it
+    (``command``; default ``python -m mlkit train name --iterations N --seed S``), the
+    iteration reached and the training history's sessions and curves. The metrics named in
+    ``keep`` are carried over from the entry being replaced (measurements of other runs kept
+    beside this one, such as the Siamese recipe variants). Returns the metrics."""
     reached = history["sessions"][-1]["to_iteration"]
     net = net.cpu().eval()
     metrics = final_metrics(embedding(net), method=method)
     metrics["final_loss"] = round(float(np.mean(history["loss"][-100:])), 4)
     metrics["sessions"] = history["sessions"]
     metrics["curves"] = training_curves(history, list(curve_keys))
-    cmd = f"python -m mlkit train {name} --iterations {iterations} --seed {seed}"
+    old = manifest().get(name, {}).get("metrics", {})
+    metrics.update({k: old[k] for k in keep if k in old})
+    cmd = command or f"python -m mlkit train {name} --iterations {iterations} --seed {seed}"
     save_checkpoint(name, net.state_dict(), config={**config}, command=cmd, seed=seed,
                     iterations=reached, wall_time_s=history["wall_time_s"], metrics=metrics)
     print(f"{name}: saved; {metrics}")
@@ -911,8 +976,9 @@ def save_embedding_checkpoint(name: str, net: nn.Module, history: dict[str, Any]
 def _train_cli(args: argparse.Namespace) -> None:
     train_embedding_cli(args, "siamese-omniglot", train_siamese,
                         args.iterations or SIAMESE_ITERATIONS, SIAMESE_CONFIG, method="nearest",
-                        curve_keys=["loss", "d_same", "d_diff", "inside_margin"],
-                        embedding=lambda net: net.embedding)
+                        curve_keys=SIAMESE_CURVES, embedding=lambda net: net.embedding,
+                        # the variants are other runs: still true after a retraining
+                        keep=("variants",))
 
 
 def evaluate_embedding(args: argparse.Namespace, embed: nn.Module, method: str,
@@ -945,13 +1011,67 @@ def _evaluate_cli(args: argparse.Namespace) -> dict[str, Any]:
     return evaluate_embedding(args, net.embedding, "nearest", "Siamese net, contrastive loss")
 
 
+def _train_ensemble_cli(args: argparse.Namespace) -> None:
+    """Train the recipe from the ensemble's other seeds, one checkpoint each (seed 0 is
+    ``train siamese-omniglot``); ``--max-minutes`` bounds both runs together."""
+    import time
+    from types import SimpleNamespace
+
+    if args.seed != 0:
+        raise SystemExit(f"siamese-omniglot-ensemble trains its fixed seeds "
+                         f"{ENSEMBLE_SEEDS[1:]}; --seed {args.seed} is not used")
+    iterations = args.iterations or SIAMESE_ITERATIONS
+    deadline = None if args.max_minutes is None else time.monotonic() + 60.0 * args.max_minutes
+    for seed in ENSEMBLE_SEEDS[1:]:
+        name = seed_checkpoint(seed)
+        left = None if deadline is None else (deadline - time.monotonic()) / 60.0
+        if left is not None and left <= 0:
+            print(f"{name}: no time left; --resume goes on")
+            return
+        run = SimpleNamespace(**{**vars(args), "seed": seed, "max_minutes": left})
+        train_embedding_cli(run, name, train_siamese, iterations, SIAMESE_CONFIG,
+                            method="nearest", curve_keys=SIAMESE_CURVES,
+                            embedding=lambda net: net.embedding,
+                            command=f"python -m mlkit train siamese-omniglot-ensemble "
+                                    f"--iterations {iterations}")
+        state = load_state(name)
+        if state is not None and state["iteration"] < iterations:
+            return  # stopped by the time limit; the next seed waits for --resume
+    row = measure_ensemble()
+    record_metrics("siamese-omniglot", {"ensemble": row})
+    print(f"siamese-omniglot-ensemble: {row}")
+
+
+def measure_ensemble(seeds: Sequence[int] = ENSEMBLE_SEEDS) -> dict[str, Any]:
+    """:func:`final_metrics` of the recipe's checkpoints from ``seeds`` as one
+    :class:`EnsembleEmbedding`, with the members' names and seeds; ``train
+    siamese-omniglot-ensemble`` keeps it under ``siamese-omniglot``'s ``metrics.ensemble``."""
+    ensemble, entries = load_siamese_ensemble(seeds)
+    return {"members": [seed_checkpoint(s) for s in seeds],
+            "seeds": [e["seed"] for e in entries],
+            **final_metrics(ensemble, method="nearest")}
+
+
+def _evaluate_ensemble_cli(args: argparse.Namespace) -> dict[str, Any]:
+    ensemble, _ = load_siamese_ensemble()
+    return evaluate_embedding(args, ensemble, "nearest",
+                              f"Siamese nets of {len(ENSEMBLE_SEEDS)} seeds, mean d²")
+
+
 def _recipes() -> dict[str, Any]:
     from .__main__ import Recipe
 
-    return {"siamese-omniglot": Recipe(
-        "siamese-omniglot",
-        "Siamese net with the contrastive loss on Lake's background alphabets",
-        _train_cli, _evaluate_cli)}
+    return {
+        "siamese-omniglot": Recipe(
+            "siamese-omniglot",
+            "Siamese net with the contrastive loss on Lake's background alphabets",
+            _train_cli, _evaluate_cli),
+        "siamese-omniglot-ensemble": Recipe(
+            "siamese-omniglot-ensemble",
+            "the Siamese recipe from seeds 0, 1 and 2, squared distances averaged "
+            "(train: seeds 1 and 2)",
+            _train_ensemble_cli, _evaluate_ensemble_cli),
+    }
 
 
 RECIPES = _recipes()

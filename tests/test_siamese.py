@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from mlkit import checkpoints as C
 from mlkit import siamese as S
@@ -470,3 +471,91 @@ def test_seed_report_reads_variants_against_the_recipes_seeds():
     assert S.recipe_seeds(rows, "c") == ["c"]
     with pytest.raises(ValueError, match="recipe"):
         S.seed_report(rows, recipe="z")
+
+
+# ---------------------------------------------------------------- the recipe from three seeds
+
+
+def test_ensemble_distance_is_the_mean_of_the_members_squared_distances():
+    torch.manual_seed(0)
+    members = [InductiveConvEmbedding(hidden=4).eval() for _ in range(3)]
+    ens = S.EnsembleEmbedding(members)
+    a, b = torch.randn(5, 1, 28, 28), torch.randn(5, 1, 28, 28)
+    def sq(x, y):
+        return ((x - y) ** 2).sum(1)
+
+    with torch.no_grad():
+        d2 = sq(ens(a), ens(b))
+        each = [sq(F.normalize(m(a), dim=1), F.normalize(m(b), dim=1)) for m in members]
+        assert torch.allclose(d2, torch.stack(each).mean(0), atol=1e-6)
+        # one member: that member's embedding on the unit sphere
+        one = S.EnsembleEmbedding(members[:1])
+        assert torch.allclose(one(a), F.normalize(members[0](a), dim=1))
+    with pytest.raises(ValueError, match="members"):
+        S.EnsembleEmbedding([])
+
+
+def test_seed_checkpoint_names():
+    assert S.seed_checkpoint(0) == "siamese-omniglot"
+    assert S.seed_checkpoint(2) == "siamese-omniglot-seed2"
+    for bad in (-1, 1.0, True):
+        with pytest.raises(ValueError, match="seed"):
+            S.seed_checkpoint(bad)
+
+
+def test_committed_ensemble_is_the_recipe_from_three_seeds():
+    """Its members were trained with SIAMESE_CONFIG from seeds 0, 1, 2 (recorded as variants
+    v4, v5 and v11) and each still reports its variant's numbers."""
+    entry = C.checkpoint_entry("siamese-omniglot")
+    variants = {v["tag"]: v for v in entry["metrics"]["variants"]}
+    for seed, tag in zip(S.ENSEMBLE_SEEDS, ("v4", "v5", "v11")):
+        member = C.checkpoint_entry(S.seed_checkpoint(seed))
+        assert member["config"] == S.SIAMESE_CONFIG and member["seed"] == seed
+        assert member["iterations"] == variants[tag]["iterations"]
+        for key in ("lake_runs", "evaluation_5way1shot", "evaluation_20way1shot"):
+            assert member["metrics"][key] == variants[tag][key]
+    assert entry["metrics"]["ensemble"]["members"] == [
+        S.seed_checkpoint(s) for s in S.ENSEMBLE_SEEDS]
+
+
+def test_committed_ensemble_reproduces_its_lake_runs_number(capsys):
+    from mlkit.__main__ import main
+    from mlkit.data import omniglot_dir
+
+    if not (omniglot_dir() / "all_runs.zip").exists():
+        pytest.skip("no Omniglot copy: set MLKIT_DATA")
+    torch.set_num_threads(1)
+    recorded = C.checkpoint_entry("siamese-omniglot")["metrics"]["ensemble"]["lake_runs"]
+    assert main(["evaluate", "siamese-omniglot-ensemble", "--lake-runs", "--json"]) == 0
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert line["name"] == "siamese-omniglot-ensemble" and line["tasks"] == 20
+    assert round(line["mean"], 2) == recorded[0]
+
+
+def test_ensemble_train_writes_one_checkpoint_per_seed(monkeypatch, tiny_training):
+    """``train siamese-omniglot`` keeps the recorded variants; ``train
+    siamese-omniglot-ensemble`` trains seeds 1 and 2 and records the three together."""
+    from mlkit.__main__ import main
+
+    monkeypatch.setattr(S, "SIAMESE_CONFIG", {**S.SIAMESE_CONFIG, **tiny_training})
+    # the orchestration is under test here, not the (slow) measurement of the full splits
+    monkeypatch.setattr(S, "final_metrics", lambda embed, **kw: {"lake_runs": [0.0, 0.0]})
+    assert main(["train", "siamese-omniglot", "--iterations", "2"]) == 0
+    C.record_metrics("siamese-omniglot", {"variants": [{"tag": "v0"}]})
+    assert main(["train", "siamese-omniglot", "--iterations", "3", "--resume"]) == 0
+    assert C.checkpoint_entry("siamese-omniglot")["metrics"]["variants"] == [{"tag": "v0"}]
+    with pytest.raises(SystemExit, match="fixed seeds"):
+        main(["train", "siamese-omniglot-ensemble", "--seed", "5"])
+    assert main(["train", "siamese-omniglot-ensemble", "--iterations", "2"]) == 0
+    weights = []
+    for seed in (1, 2):
+        state, entry = C.load_checkpoint(S.seed_checkpoint(seed))
+        assert entry["seed"] == seed and entry["iterations"] == 2
+        assert entry["command"] == ("python -m mlkit train siamese-omniglot-ensemble "
+                                    "--iterations 2")
+        weights.append(next(iter(state.values())))
+    assert not torch.equal(*weights)
+    together = C.checkpoint_entry("siamese-omniglot")["metrics"]["ensemble"]
+    assert together == {"members": ["siamese-omniglot", "siamese-omniglot-seed1",
+                                    "siamese-omniglot-seed2"],
+                        "seeds": [0, 1, 2], "lake_runs": [0.0, 0.0]}
