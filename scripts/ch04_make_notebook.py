@@ -673,9 +673,10 @@ sharply; with this little training the result can still change with the seed (ex
 * Trained on the background alphabets only, the embedding recognises characters of unseen
   alphabets from a single example. Putting the embeddings on the unit sphere, averaging
   only the different-class pairs that still push, and widening the network lifted our
-  Siamese network by about ten points on Lake's runs (section 4.2's table), to just short of Koch et al.'s 92% (section
-  4.3 prints by how much) with a far smaller network on 28×28 images. A prototypical
-  network, trained on episodes that look like the test, does better still with a quarter of
+  Siamese network by about ten points on Lake's runs (section 4.2's table), to just short of
+  Koch et al.'s 92% (section 4.3 prints by how much) with a far smaller network on 28×28
+  images; the recipe's three seeds used together pass it. A prototypical network, trained on
+  episodes that look like the test, does better than one Siamese network with a quarter of
   the parameters.
 
 ## Exercises
