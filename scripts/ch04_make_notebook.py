@@ -360,7 +360,7 @@ still decides. This was measured after the single network had missed Koch et al.
 it was the only thing tried then. The three members are all the runs of the recipe there
 are, not a selection. Lake's 400 trials cannot tell it from one network, but the 600 random
 20-way episodes can (recorded by `benchmarks/siamese_variants.py ensemble`; embedding the
-evaluation split with two more networks would double this chapter's time):
+evaluation split with two more networks would add about half to this chapter's time):
 """)
 
 code(r"""
