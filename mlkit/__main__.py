@@ -96,6 +96,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "train":
         recipe.train(args)
         return 0
+    if args.record:
+        from .checkpoints import manifest
+
+        if args.name not in manifest():  # fail before a long evaluation, not after it
+            raise SystemExit(f"--record keeps the result in the checkpoint's manifest entry, "
+                             f"and {args.name} has none")
     result = recipe.evaluate(args)
     line = {"name": args.name, "metric": result["metric"], "mean": result["mean"],
             "ci95": result["ci95"], "tasks": result["tasks"]}

@@ -559,3 +559,11 @@ def test_ensemble_train_writes_one_checkpoint_per_seed(monkeypatch, tiny_trainin
     assert together == {"members": ["siamese-omniglot", "siamese-omniglot-seed1",
                                     "siamese-omniglot-seed2"],
                         "seeds": [0, 1, 2], "lake_runs": [0.0, 0.0]}
+
+
+def test_ensemble_evaluate_record_says_why_it_cannot():
+    """The ensemble has no manifest entry of its own: --record fails at once, saying so."""
+    from mlkit.__main__ import main
+
+    with pytest.raises(SystemExit, match="siamese-omniglot-ensemble has none"):
+        main(["evaluate", "siamese-omniglot-ensemble", "--lake-runs", "--record"])
