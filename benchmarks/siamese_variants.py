@@ -88,22 +88,32 @@ def train(tags: list[str], device: str, max_minutes: float | None, resume: bool)
                               time_limit_s=None if max_minutes is None else 60 * max_minutes)
 
 
+def trained(tag: str) -> tuple[siamese.SiameseNet, dict[str, Any]] | None:
+    """Variant ``tag``'s network from its state in ``runs/`` (``eval()`` mode) and the state;
+    ``None`` when there is no state; an error when it was trained with another config."""
+    state = load_state(f"siamese-{tag}")
+    if state is None:
+        return None
+    saved = state.get("config") or {}
+    differ = {k: v for k, v in saved.items() if config_of(tag).get(k) != v}
+    if differ:
+        raise SystemExit(f"{tag}: runs/siamese-{tag} was trained with {differ}, "
+                         f"not with the variant's config")
+    net = siamese.build_siamese(config_of(tag))
+    net.load_state_dict(state["model"])
+    return net.eval(), state
+
+
 def measure() -> list[dict[str, Any]]:
     torch.set_num_threads(1)
     rows = []
     for tag, (what, changes, _, seed) in VARIANTS.items():
-        state = load_state(f"siamese-{tag}")
-        if state is None:
+        got = trained(tag)
+        if got is None:
             print(f"{tag}: no state in runs/siamese-{tag}, skipped")
             continue
-        saved = state.get("config") or {}
-        differ = {k: v for k, v in saved.items() if config_of(tag).get(k) != v}
-        if differ:
-            raise SystemExit(f"{tag}: runs/siamese-{tag} was trained with {differ}, "
-                             f"not with the variant's config")
-        net = siamese.build_siamese(config_of(tag))
-        net.load_state_dict(state["model"])
-        metrics = siamese.final_metrics(net.eval().embedding, method="nearest")
+        net, state = got
+        metrics = siamese.final_metrics(net.embedding, method="nearest")
         rows.append({"tag": tag, "what": what, "changes": changes, "seed": seed,
                      "iterations": int(state["iteration"]),
                      "sessions": state["history"].get("sessions", []), **metrics})
@@ -117,11 +127,10 @@ def promote(tag: str) -> None:
     v = VARIANTS[tag]
     if config_of(tag) != siamese.SIAMESE_CONFIG or v.seed == 0:
         raise SystemExit(f"{tag} is not the recipe from another seed: {v.what}")
-    state = load_state(f"siamese-{tag}")
-    if state is None or state["iteration"] < v.iterations or state["config"] != config_of(tag):
+    got = trained(tag)
+    if got is None or got[1]["iteration"] < v.iterations:
         raise SystemExit(f"runs/siamese-{tag} holds no finished run of {tag}")
-    net = siamese.build_siamese(config_of(tag))
-    net.load_state_dict(state["model"])
+    net, state = got
     gpu = any("NVIDIA" in s["machine"] for s in state["history"]["sessions"])
     siamese.save_embedding_checkpoint(
         siamese.seed_checkpoint(v.seed), net, state["history"], v.iterations, config_of(tag),
@@ -129,14 +138,6 @@ def promote(tag: str) -> None:
         embedding=lambda n: n.embedding,
         command=f"python benchmarks/siamese_variants.py train {tag}"
                 + (" --device cuda" if gpu else ""))
-
-
-def measure_ensemble() -> dict[str, Any]:
-    """``siamese-omniglot-ensemble`` measured like the variants (:func:`siamese.final_metrics`)."""
-    torch.set_num_threads(1)
-    row = siamese.measure_ensemble()
-    print("ensemble", row)
-    return row
 
 
 def record_ensemble(row: dict[str, Any]) -> None:
@@ -199,7 +200,10 @@ def main() -> None:
         for tag in args.tags:
             promote(tag)
     elif args.command == "ensemble":
-        record_ensemble(measure_ensemble())
+        torch.set_num_threads(1)
+        row = siamese.measure_ensemble()
+        print("ensemble", row)
+        record_ensemble(row)
     else:
         rows = measure()
         record(rows)

@@ -827,9 +827,9 @@ def load_siamese_ensemble(seeds: Sequence[int] = ENSEMBLE_SEEDS
                           ) -> tuple[EnsembleEmbedding, list[dict[str, Any]]]:
     """The Siamese recipe's checkpoints from ``seeds`` as one :class:`EnsembleEmbedding`
     (in ``eval()`` mode), and their manifest entries."""
-    loaded = [load_siamese(seed_checkpoint(s)) for s in seeds]
-    if not loaded:
+    if not seeds:
         raise ValueError("seeds must name at least one seed, got none")
+    loaded = [load_siamese(seed_checkpoint(s)) for s in seeds]
     return (EnsembleEmbedding([net.embedding for net, _ in loaded]).eval(),
             [entry for _, entry in loaded])
 
