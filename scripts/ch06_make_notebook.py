@@ -9,21 +9,15 @@ Run from the repository root, then execute it in place:
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
-import nbformat
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from nb import Notebook  # noqa: E402
 
 OUT = Path(__file__).resolve().parent.parent / "chapters" / "06_opening_the_box.ipynb"
-
-CELLS: list[tuple] = []
-
-
-def md(text: str) -> None:
-    CELLS.append(("markdown", text.strip("\n")))
-
-
-def code(text: str, tags: list[str] | None = None) -> None:
-    CELLS.append(("code", text.strip("\n"), tags or []))
+nb = Notebook()
+md, code = nb.md, nb.code
 
 
 md(r"""
@@ -935,24 +929,5 @@ restores a fixed function of one image, for which the error falls with the step 
 """)
 
 
-def build() -> nbformat.NotebookNode:
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                 "language": "python"}
-    nb.metadata["language_info"] = {"name": "python"}
-    for cell in CELLS:
-        if cell[0] == "markdown":
-            nb.cells.append(nbformat.v4.new_markdown_cell(cell[1]))
-        else:
-            c = nbformat.v4.new_code_cell(cell[1])
-            if cell[2]:
-                c.metadata["tags"] = cell[2]
-            nb.cells.append(c)
-    return nb
-
-
 if __name__ == "__main__":
-    nb = build()
-    nbformat.validate(nb)
-    nbformat.write(nb, OUT)
-    print(f"wrote {OUT} ({len(nb.cells)} cells)")
+    nb.write(OUT)
