@@ -2,10 +2,19 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+# Two installs into one environment: the site's build packages only (`make book`,
+# about 270 MB), or everything that executes, trains and tests (about 1.9 GB).
+BOOK_STAMP := $(VENV)/.installed-book
+STAMP      := $(VENV)/.installed
+PIP        := $(BIN)/python -m pip --disable-pip-version-check
+# Where pip takes torch from: empty for pip's own configuration. On Linux, PyPI's
+# torch is the CUDA build (several GB); for the CPU build, run for example
+#   make test TORCH_INDEX=https://download.pytorch.org/whl/cpu
+TORCH_INDEX ?=
 # Execution timeouts stay finite: nbclient can miss the end of a cell that holds
 # ipywidgets and would otherwise wait for ever.
 TIMEOUT ?= 900
+PORT    ?= 8000
 
 # Omniglot: $MLKIT_DATA if set, else the shared offline copy beside the checkout when there
 # is one, else mlkit's default (~/.cache/mlkit, downloaded on first use).
@@ -19,19 +28,42 @@ ifneq ($(strip $(MLKIT_DATA)),)
   export MLKIT_DATA := $(abspath $(MLKIT_DATA))
 endif
 
-.PHONY: install book execute lab test unit nbval build-strict clean browser student grade
+.PHONY: install install-book book serve execute lab test unit nbval build-strict clean \
+        browser student grade data
 
-$(STAMP): requirements.txt pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.txt
-	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps -e .
-	touch $(STAMP)
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
+	  echo "error: the book needs Python 3.11 or newer as $(PYTHON)" \
+	       "(found: $$($(PYTHON) --version 2>&1)); run make PYTHON=python3.11 ..."; \
+	  exit 2; }
+	$(PYTHON) -m venv $(VENV)
 
+$(BOOK_STAMP): requirements-book.txt | $(BIN)/python
+	@echo "Installing the site's build packages (about 270 MB; under a minute on a fast line)"
+	$(PIP) install --progress-bar on -r requirements-book.txt
+	touch $(BOOK_STAMP)
+
+$(STAMP): requirements.txt requirements-book.txt pyproject.toml | $(BIN)/python
+	@echo "Installing torch and everything the chapters and tests use" \
+	      "(about 1.9 GB; several minutes)"
+	$(if $(TORCH_INDEX),$(PIP) install --index-url $(TORCH_INDEX) "$$(grep '^torch==' requirements.txt)")
+	$(PIP) install --progress-bar on -r requirements.txt
+	$(PIP) install -q --no-deps --no-build-isolation -e .
+	touch $(STAMP) $(BOOK_STAMP)
+
+install-book: $(BOOK_STAMP)
 install: $(STAMP)
 
-## Build the HTML book into _build/html from the notebooks' stored outputs.
-book: install
+## Build the HTML book into _build/html from the notebooks' stored outputs (no torch needed).
+book: install-book
 	$(BIN)/jupyter-book build .
+	@echo "Read it with: make serve (search needs a web server, not file://)"
+
+## Serve the built book at http://127.0.0.1:$(PORT)/ (search works there).
+serve:
+	@test -f _build/html/index.html || $(MAKE) book
+	@echo "Serving _build/html at http://127.0.0.1:$(PORT)/ (Ctrl-C stops)"
+	$(PYTHON) -m http.server $(PORT) --bind 127.0.0.1 --directory _build/html
 
 ## Re-execute every chapter in place (stores fresh outputs). The stored outputs keep only the
 ## static twin of each slider explorer: nbclient sometimes misses the end of a cell that
@@ -43,7 +75,12 @@ execute: install
 lab: install
 	$(BIN)/jupyter lab chapters/
 
-## Everything CI checks: unit tests, strict nbval over every chapter, a warning-free build.
+## Which data files the book needs and which are here; `make data ACTION=fetch` downloads.
+data: install
+	$(BIN)/python -m mlkit data $(or $(ACTION),check)
+
+## Everything CI checks: unit tests (the wheel test and the fuzz test among them), strict
+## nbval over every chapter, a warning-free build, and the browser test of the site.
 test: install unit nbval build-strict browser
 
 unit: install
