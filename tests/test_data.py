@@ -1,8 +1,14 @@
-"""Tests of mlkit.data: sinusoid tasks, Omniglot loading, splits, episodes, Lake's runs."""
+"""Tests of mlkit.data: sinusoid tasks, Omniglot loading, splits, episodes,
+Lake's runs.
+
+Omniglot is found only through the data root (``MLKIT_DATA``, see
+:func:`mlkit.data.data_root`); a test whose files are absent there skips,
+saying which. File checks, downloads and corrupt files:
+``test_data_files.py``.
+"""
 
 from __future__ import annotations
 
-import hashlib
 import math
 import urllib.error
 from pathlib import Path
@@ -13,22 +19,34 @@ import torch
 
 from mlkit import data as D
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
-
-def _data_root() -> Path:
-    root = D.data_root()
-    if (root / "omniglot" / "images_background.npz").exists() or (
-            root / "omniglot" / "images_background.zip").exists():
-        return root
-    if (SHARED / "omniglot").exists():
-        return SHARED
-    pytest.skip("no Omniglot copy: set MLKIT_DATA")
+def _need(*needs: str, extra: tuple[str, ...] = ()) -> None:
+    """Skip unless each need has one of its files (and each ``extra`` file)
+    in the Omniglot folder of the data root."""
+    folder = D.omniglot_dir()
+    absent = [" or ".join(f.name for f in D.DATA_FILES.values()
+                          if f.need == need)
+              for need in needs
+              if not any((folder / f.name).is_file()
+                         for f in D.DATA_FILES.values() if f.need == need)]
+    absent += [name for name in extra if not (folder / name).is_file()]
+    if absent:
+        pytest.skip(f"{'; '.join(absent)} not in {folder} (set MLKIT_DATA)")
 
 
 @pytest.fixture(scope="module")
-def root() -> Path:
-    return _data_root()
+def root():
+    """The data root, holding both Omniglot subsets (else skip)."""
+    _need("background", "evaluation")
+    return D.data_root()
+
+
+def _toy_pool(n_chars: int = 6, size: int = 8) -> D.ClassPool:
+    rng = np.random.default_rng(0)
+    images = (rng.random((n_chars, 20, size, size)) < 0.2).astype(np.float32)
+    n = n_chars
+    return D.ClassPool("toy", images, np.arange(1, n + 1),
+                       np.tile(np.arange(n), 2), np.repeat([0, 1], n))
 
 
 # ---------------------------------------------------------------- sinusoids
@@ -42,28 +60,46 @@ def test_sinusoid_shapes_dtypes_and_ranges():
     assert t.phase.min() >= 0 and t.phase.max() <= math.pi
     assert t.support_x.abs().max() <= 5.0
     # y really is A sin(x - phi)
-    expect = t.amplitude[:, None, None] * torch.sin(t.support_x - t.phase[:, None, None])
+    expect = (t.amplitude[:, None, None]
+              * torch.sin(t.support_x - t.phase[:, None, None]))
     torch.testing.assert_close(t.support_y, expect)
     assert len(t) == 50 and len(t.task(3)) == 1
 
 
 def test_sinusoid_seed_reproduces():
-    a, b = D.sample_sinusoid_tasks(4, 5, seed=7), D.sample_sinusoid_tasks(4, 5, seed=7)
+    a = D.sample_sinusoid_tasks(4, 5, seed=7)
+    b = D.sample_sinusoid_tasks(4, 5, seed=7)
     c = D.sample_sinusoid_tasks(4, 5, seed=8)
-    assert torch.equal(a.support_x, b.support_x) and torch.equal(a.query_y, b.query_y)
+    assert torch.equal(a.support_x, b.support_x)
+    assert torch.equal(a.query_y, b.query_y)
     assert not torch.equal(a.support_x, c.support_x)
     assert a.query_x.shape == (4, 5, 1)  # n_query defaults to k_shot
+    g = D.sample_sinusoid_tasks(4, 5, seed=np.random.default_rng(7))
+    assert torch.equal(g.support_x, a.support_x)
 
 
-@pytest.mark.parametrize("kw,name", [({"n_tasks": 0}, "n_tasks"), ({"k_shot": -1}, "k_shot"),
-                                     ({"n_query": 0}, "n_query"), ({"k_shot": 2.5}, "k_shot")])
+@pytest.mark.parametrize("kw,name", [
+    ({"n_tasks": 0}, "n_tasks"), ({"k_shot": -1}, "k_shot"),
+    ({"n_query": 0}, "n_query"), ({"k_shot": 2.5}, "k_shot"),
+    ({"n_tasks": True}, "n_tasks"), ({"n_tasks": float("nan")}, "n_tasks"),
+    ({"k_shot": "5"}, "k_shot"), ({"seed": -1}, "seed"),
+    ({"seed": 1.5}, "seed"), ({"seed": "a"}, "seed"),
+    ({"seed": True}, "seed"),
+])
 def test_sinusoid_bad_counts(kw, name):
     args = {"n_tasks": 2, "k_shot": 5, **kw}
     with pytest.raises(ValueError, match=name):
         D.sample_sinusoid_tasks(**args)
 
 
-# ---------------------------------------------------------------- Omniglot files
+@pytest.mark.parametrize("i", [-1, 2, 1.0, True])
+def test_sinusoid_task_index_checked(i):
+    t = D.sample_sinusoid_tasks(2, 3, seed=0)
+    with pytest.raises(ValueError, match="i must"):
+        t.task(i)
+
+
+# ---------------------------------------------------------------- Omniglot
 
 
 def test_load_shapes_and_ink_convention(root):
@@ -73,17 +109,28 @@ def test_load_shapes_and_ink_convention(root):
     assert 0.0 <= x.min() and x.max() <= 1.0
     assert x.mean() < 0.2  # mostly background (0), a little ink (1)
     ev, ev_ids = D.load_omniglot("evaluation", root=root)
-    assert ev.shape == (659, 20, 28, 28) and ev_ids[0] == 965 and ev_ids[-1] == 1623
+    assert ev.shape == (659, 20, 28, 28)
+    assert ev_ids[0] == 965 and ev_ids[-1] == 1623
 
 
-def test_zip_parser_matches_npz(root):
-    images, ids = D.read_omniglot_zip(SHARED / "omniglot" / "images_background_small1.zip")
+def test_default_root_is_mlkit_data(root):
+    # No root argument: the loader reads $MLKIT_DATA as the tests do.
+    x, _ = D.load_omniglot("evaluation")
+    y, _ = D.load_omniglot("evaluation", root=root)
+    assert x is y
+
+
+def test_zip_parser_matches_npz():
+    _need(extra=("images_background_small1.zip", "images_background.npz"))
+    folder = D.omniglot_dir()
+    images, ids = D.read_omniglot_zip(folder
+                                      / "images_background_small1.zip")
     assert images.dtype == bool and images.shape[1:] == (20, 105, 105)
-    with np.load(root / "omniglot" / "images_background.npz") as d:
+    with np.load(folder / "images_background.npz") as d:
         npz = d["images"]
     assert np.array_equal(npz[ids - 1], images)
-    assert {D.alphabet_of(int(i)) for i in ids} == {"Balinese", "Early Aramaic", "Greek",
-                                                     "Korean", "Latin"}
+    assert {D.alphabet_of(int(i)) for i in ids} == {
+        "Balinese", "Early Aramaic", "Greek", "Korean", "Latin"}
 
 
 def test_full_size_kept_for_display(root):
@@ -92,88 +139,93 @@ def test_full_size_kept_for_display(root):
     small = D.character_images(1, root=root, size=28)
     x, _ = D.load_omniglot("background", root=root)
     np.testing.assert_array_equal(small, x[0])
+    last = D.character_images(np.int64(1623), root=root, size=28)
+    ev, _ = D.load_omniglot("evaluation", root=root)
+    np.testing.assert_array_equal(last, ev[-1])
 
 
 def test_alphabets():
     assert D.alphabet_of(1) == "Arcadian" and D.alphabet_of(26) == "Arcadian"
-    assert D.alphabet_of(27) == "Armenian" and D.alphabet_of(964) == "Tifinagh"
+    assert D.alphabet_of(27) == "Armenian"
+    assert D.alphabet_of(964) == "Tifinagh"
     assert D.alphabet_of(965) == "Angelic" and D.alphabet_of(1623) == "ULOG"
+    assert D.alphabet_of(np.int64(1)) == "Arcadian"
     assert len(D.ALPHABETS) == 50
+
+
+@pytest.mark.parametrize("bad", [0, 1624, -3, True, 2.5, float("nan"), "3",
+                                 None])
+def test_alphabet_of_bad_id(bad):
     with pytest.raises(ValueError, match="char_id"):
-        D.alphabet_of(1624)
+        D.alphabet_of(bad)
 
 
-def _md5(path: Path) -> str:
-    return hashlib.md5(path.read_bytes()).hexdigest()
+@pytest.mark.parametrize("kw,name", [
+    ({"subset": "training"}, "subset"), ({"subset": None}, "subset"),
+    ({"subset": ["background"]}, "subset"), ({"size": 0}, "size"),
+    ({"size": 106}, "size"), ({"size": True}, "size"),
+    ({"size": float("nan")}, "size"), ({"size": 28.0}, "size"),
+    ({"download": "no"}, "download"), ({"verify": 1}, "verify"),
+    ({"root": 5}, "root"), ({"root": ""}, "root"),
+])
+def test_load_omniglot_bad_input(kw, name):
+    with pytest.raises(ValueError, match=name):
+        D.load_omniglot(**kw)
 
 
-def test_download_is_atomic_and_checks_md5(tmp_path):
-    src = SHARED / "omniglot" / "images_background_small1.zip"
-    if not src.exists():
-        pytest.skip("shared data missing")
-    dest = tmp_path / "omniglot" / "a.zip"
-    D.download_file(src.as_uri(), dest, md5=_md5(src))
-    assert dest.read_bytes() == src.read_bytes()
-    assert not list(dest.parent.glob("*.part"))
-    bad = tmp_path / "omniglot" / "b.zip"
-    with pytest.raises(ValueError, match="md5"):
-        D.download_file(src.as_uri(), bad, md5="0" * 32)
-    assert not bad.exists() and not list(bad.parent.glob("*.part"))
+@pytest.mark.parametrize("args,kw,name", [
+    ((0,), {}, "char_id"), ((1624,), {}, "char_id"),
+    ((True,), {}, "char_id"), ((1.0,), {}, "char_id"),
+    ((float("nan"),), {}, "char_id"), (("1",), {}, "char_id"),
+    ((1,), {"size": 0}, "size"), ((1,), {"size": 200}, "size"),
+    ((1,), {"download": None}, "download"), ((1,), {"root": 3}, "root"),
+])
+def test_character_images_bad_input(args, kw, name):
+    with pytest.raises(ValueError, match=name):
+        D.character_images(*args, **kw)
 
 
-def test_missing_data_without_network_names_folder_and_urls(tmp_path, monkeypatch):
-    def offline(*a, **k):
-        raise urllib.error.URLError("no network")
-
-    monkeypatch.setattr(D.urllib.request, "urlopen", offline)
-    with pytest.raises(FileNotFoundError) as err:
-        D.load_omniglot("evaluation", root=tmp_path)
-    msg = str(err.value)
-    assert str(tmp_path / "omniglot") in msg
-    assert D.OMNIGLOT_URLS["evaluation"] in msg and D.LAKE_RUNS_URL in msg
-    assert not list((tmp_path / "omniglot").glob("*"))  # nothing half-written left behind
-
-
-def test_download_path_fetches_official_archive_and_rejects_corrupt(tmp_path, monkeypatch):
-    # Serve the small official archive under the "background" URL with its own md5: the
-    # loader downloads it, checks it, parses it, then refuses it (964 characters expected).
-    src = SHARED / "omniglot" / "images_background_small1.zip"
-    if not src.exists():
-        pytest.skip("shared data missing")
-    monkeypatch.setitem(D.OMNIGLOT_URLS, "background", src.as_uri())
-    monkeypatch.setitem(D.OMNIGLOT_MD5, "background", _md5(src))
-    D._load_raw.cache_clear()
-    with pytest.raises(ValueError, match="964"):
-        D.load_omniglot("background", root=tmp_path)
-    assert (tmp_path / "omniglot" / "images_background.zip").exists()
-    # A corrupt archive already on disk: md5 mismatch, a ValueError that says so.
-    monkeypatch.setitem(D.OMNIGLOT_MD5, "background", "f" * 32)
-    D._load_raw.cache_clear()
-    with pytest.raises(ValueError, match="corrupt: md5"):
-        D.load_omniglot("background", root=tmp_path)
-    D._load_raw.cache_clear()
+@pytest.mark.parametrize("kw,name", [
+    ({"split": "valid"}, "split"), ({"split": None}, "split"),
+    ({"split": ["background"]}, "split"), ({"split": 3}, "split"),
+    ({"split": "background", "seed": -1}, "seed"),
+    ({"split": "finn-train", "seed": True}, "seed"),
+    ({"split": "finn-train", "seed": 0.5}, "seed"),
+    ({"split": "background", "rotations": "yes"}, "rotations"),
+    ({"split": "background", "size": 0}, "size"),
+    ({"split": "background", "root": 7}, "root"),
+])
+def test_omniglot_classes_bad_input(kw, name):
+    with pytest.raises(ValueError, match=name):
+        D.omniglot_classes(**kw)
 
 
-def test_bad_subset_and_split():
-    with pytest.raises(ValueError, match="subset"):
-        D.load_omniglot("training")
-    with pytest.raises(ValueError, match="split"):
-        D.omniglot_classes("validation")
+@pytest.mark.parametrize("kw,name", [
+    ({"size": 2}, "size"), ({"size": "28"}, "size"),
+    ({"download": "yes"}, "download"), ({"verify": None}, "verify"),
+    ({"root": 1.5}, "root"),
+])
+def test_load_lake_runs_bad_input(kw, name):
+    with pytest.raises(ValueError, match=name):
+        D.load_lake_runs(**kw)
 
 
 # ---------------------------------------------------------------- splits
 
 
 def test_lake_split_by_alphabet(root):
-    bg, ev = D.omniglot_classes("background", root=root), D.omniglot_classes("evaluation", root=root)
+    bg = D.omniglot_classes("background", root=root)
+    ev = D.omniglot_classes("evaluation", root=root)
     assert len(bg) == 964 and len(ev) == 659
     bg_alph = {bg.alphabet(c) for c in range(len(bg))}
     ev_alph = {ev.alphabet(c) for c in range(len(ev))}
-    assert len(bg_alph) == 30 and len(ev_alph) == 20 and not bg_alph & ev_alph
+    assert len(bg_alph) == 30 and len(ev_alph) == 20
+    assert not bg_alph & ev_alph
 
 
 def test_finn_split_with_rotations(root):
-    tr, te = D.omniglot_classes("finn-train", root=root), D.omniglot_classes("finn-test", root=root)
+    tr = D.omniglot_classes("finn-train", root=root)
+    te = D.omniglot_classes("finn-test", root=root)
     assert len(tr.char_ids) == 1200 and len(te.char_ids) == 423
     assert len(tr) == 4800 and len(te) == 1692
     assert not set(tr.char_ids) & set(te.char_ids)
@@ -181,7 +233,77 @@ def test_finn_split_with_rotations(root):
     a, b = tr.drawings(5, [0, 1]), tr.drawings(5 + 1200, [0, 1])
     np.testing.assert_array_equal(np.rot90(a, 1, axes=(-2, -1)), b)
     again = D.omniglot_classes("finn-train", root=root)
-    assert np.array_equal(again.char_ids, tr.char_ids)  # the split is fixed by its seed
+    assert np.array_equal(again.char_ids, tr.char_ids)  # fixed by its seed
+    # each class's images are those of its character
+    bg, _ = D.load_omniglot("background", root=root)
+    ev, _ = D.load_omniglot("evaluation", root=root)
+    full = np.concatenate([bg, ev])
+    for c in (0, 599, 1199):
+        cid = int(tr.char_ids[c])
+        np.testing.assert_array_equal(tr.drawings(c, range(20)),
+                                      full[cid - 1])
+
+
+def test_validation_split_partitions_background_by_alphabet():
+    val = D.split_char_ids("validation")
+    train = D.split_char_ids("background-train")
+    bg = D.split_char_ids("background")
+    assert not set(val) & set(train)
+    assert np.array_equal(np.sort(np.concatenate([val, train])), bg)
+    val_alph = {D.alphabet_of(int(i)) for i in val}
+    train_alph = {D.alphabet_of(int(i)) for i in train}
+    assert val_alph == set(D.VALIDATION_ALPHABETS) and len(val_alph) == 5
+    assert len(train_alph) == 25 and not val_alph & train_alph
+    # whole alphabets: every id of a held-out alphabet is held out
+    for name, first, last in D.ALPHABETS[:30]:
+        ids = set(range(first, last + 1))
+        assert ids <= set(val) or ids <= set(train), name
+    # the documented derivation of the five alphabets
+    pick = np.sort(np.random.default_rng(0).permutation(30)[:5])
+    assert tuple(D.ALPHABETS[i][0] for i in pick) == D.VALIDATION_ALPHABETS
+    assert len(val) == 135 and len(train) == 829
+
+
+def test_split_char_ids_and_shared_characters():
+    for split in D.SPLITS:
+        ids = D.split_char_ids(split)
+        assert ids.dtype == np.int64 and np.all(np.diff(ids) > 0)
+        assert ids.min() >= 1 and ids.max() <= 1623
+    assert D.shared_characters("finn-train", "finn-test") == 0
+    assert D.shared_characters("background-train", "validation") == 0
+    assert D.shared_characters("background", "validation") == 135
+    assert D.shared_characters("background", "evaluation") == 0
+    assert 0 < D.shared_characters("finn-train", "evaluation") < 659
+    assert D.shared_characters("finn-test", "finn-test", seed=3) == 423
+    a, b = D.split_char_ids("finn-train"), D.split_char_ids("finn-train", 1)
+    assert not np.array_equal(a, b)
+    with pytest.raises(ValueError, match="split"):
+        D.split_char_ids("test")
+    with pytest.raises(ValueError, match="seed"):
+        D.split_char_ids("finn-test", seed=-2)
+    with pytest.raises(ValueError, match="split"):
+        D.shared_characters("finn-train", "nope")
+
+
+@pytest.mark.parametrize("split,seed", [(s, 0) for s in D.SPLITS]
+                         + [("finn-train", 1), ("finn-test", 1)])
+def test_split_char_ids_match_pools(root, split, seed):
+    pool = D.omniglot_classes(split, root=root, seed=seed)
+    assert np.array_equal(pool.char_ids, D.split_char_ids(split, seed))
+    assert pool.images.shape[0] == len(pool.char_ids)
+
+
+def test_validation_pools(root):
+    val = D.omniglot_classes("validation", root=root)
+    tr = D.omniglot_classes("background-train", root=root)
+    assert len(val) == 135 and len(tr) == 829  # no rotations by default
+    bg, _ = D.load_omniglot("background", root=root)
+    np.testing.assert_array_equal(val.drawings(0, range(20)),
+                                  bg[val.char_ids[0] - 1])
+    assert {val.alphabet(c) for c in range(len(val))} == set(
+        D.VALIDATION_ALPHABETS)
+    assert len(D.omniglot_classes("validation", root=root,
+                                  rotations=True)) == 4 * 135
 
 
 # ---------------------------------------------------------------- episodes
@@ -190,16 +312,22 @@ def test_finn_split_with_rotations(root):
 def test_episode_shapes_labels_and_disjoint_drawings(root):
     pool = D.omniglot_classes("evaluation", root=root)
     ep = D.sample_episode(pool, 5, 3, 4, seed=0)
-    assert ep.support_x.shape == (15, 1, 28, 28) and ep.query_x.shape == (20, 1, 28, 28)
-    assert ep.support_x.dtype == torch.float32 and ep.support_y.dtype == torch.int64
-    assert ep.support_y.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4]
-    assert ep.query_y.tolist() == sorted(ep.query_y.tolist()) and ep.n_way == 5
-    assert len(set(ep.classes.tolist())) == 5
-    # each label's images really come from the class it stands for, support != query
+    assert ep.support_x.shape == (15, 1, 28, 28)
+    assert ep.query_x.shape == (20, 1, 28, 28)
+    assert ep.support_x.dtype == torch.float32
+    assert ep.support_y.dtype == torch.int64
+    assert ep.support_y.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3,
+                                     4, 4, 4]
+    assert ep.query_y.tolist() == sorted(ep.query_y.tolist())
+    assert ep.n_way == 5 and len(set(ep.classes.tolist())) == 5
+    # each label's images really come from the class it stands for, and
+    # support != query
     for j, c in enumerate(ep.classes):
         all_draws = pool.drawings(int(c), range(20)).reshape(20, -1)
-        for x in list(ep.support_x[ep.support_y == j]) + list(ep.query_x[ep.query_y == j]):
-            assert (np.abs(all_draws - x.numpy().reshape(1, -1)).sum(1) == 0).any()
+        for x in (list(ep.support_x[ep.support_y == j])
+                  + list(ep.query_x[ep.query_y == j])):
+            diff = np.abs(all_draws - x.numpy().reshape(1, -1)).sum(1)
+            assert (diff == 0).any()
         s = {x.numpy().tobytes() for x in ep.support_x[ep.support_y == j]}
         q = {x.numpy().tobytes() for x in ep.query_x[ep.query_y == j]}
         assert not s & q
@@ -207,34 +335,161 @@ def test_episode_shapes_labels_and_disjoint_drawings(root):
 
 def test_episode_seed_reproduces(root):
     pool = D.omniglot_classes("background", root=root)
-    a, b = D.sample_episode(pool, 5, 1, 2, seed=3), D.sample_episode(pool, 5, 1, 2, seed=3)
-    assert np.array_equal(a.classes, b.classes) and torch.equal(a.query_x, b.query_x)
-    s1, s2 = D.EpisodeSampler(pool, 5, 1, 15, seed=1), D.EpisodeSampler(pool, 5, 1, 15, seed=1)
+    a = D.sample_episode(pool, 5, 1, 2, seed=3)
+    b = D.sample_episode(pool, 5, 1, 2, seed=3)
+    assert np.array_equal(a.classes, b.classes)
+    assert torch.equal(a.query_x, b.query_x)
+    s1 = D.EpisodeSampler(pool, 5, 1, 15, seed=1)
+    s2 = D.EpisodeSampler(pool, 5, 1, 15, seed=1)
     b1, b2 = s1.batch(4), s2.batch(4)
-    assert b1.support_x.shape == (4, 5, 1, 28, 28) and b1.query_y.shape == (4, 75)
-    assert torch.equal(b1.support_x, b2.support_x) and np.array_equal(b1.classes, b2.classes)
-    assert not np.array_equal(s1.batch(4).classes, b1.classes)  # the stream moves on
+    assert b1.support_x.shape == (4, 5, 1, 28, 28)
+    assert b1.query_y.shape == (4, 75)
+    assert torch.equal(b1.support_x, b2.support_x)
+    assert np.array_equal(b1.classes, b2.classes)
+    assert not np.array_equal(s1.batch(4).classes, b1.classes)  # moves on
+
+
+def test_toy_pool_episodes_need_no_data():
+    pool = _toy_pool()
+    ep = D.sample_episode(pool, 3, 2, 1, seed=np.random.default_rng(0))
+    assert ep.support_x.shape == (6, 1, 8, 8)
+    batch = D.EpisodeSampler(pool, 4, 1, 3, seed=np.int64(2)).batch(2)
+    assert batch.query_x.shape == (2, 12, 1, 8, 8)
+    # class c + 6 is class c turned a quarter
+    np.testing.assert_array_equal(
+        np.rot90(pool.drawings(1, [0, 5]), 1, axes=(-2, -1)),
+        pool.drawings(7, np.array([0, 5])))
+    assert pool.drawings(0, []).shape == (0, 8, 8)
+    assert pool.drawings(0, 19).shape == (8, 8)
+    assert pool.alphabet(np.int64(11)) == "Arcadian"
 
 
 @pytest.mark.parametrize("args,name", [
-    ((1000, 1, 1), "n_way"), ((0, 1, 1), "n_way"), ((5, 0, 1), "k_shot"),
-    ((5, 1, -1), "q_queries"), ((5, 5, 16), "q_queries"), ((5, 20, 0), "k_shot"),
+    ((13, 1, 1), "n_way"), ((0, 1, 1), "n_way"), ((5, 0, 1), "k_shot"),
+    ((5, 1, -1), "q_queries"), ((5, 5, 16), "q_queries"),
+    ((5, 20, 0), "k_shot"), ((5.0, 1, 1), "n_way"), ((True, 1, 1), "n_way"),
+    ((5, float("nan"), 1), "k_shot"), ((5, 1, "2"), "q_queries"),
 ])
-def test_episode_bad_input(root, args, name):
-    pool = D.omniglot_classes("evaluation", root=root)
+def test_episode_bad_input(args, name):
+    pool = _toy_pool()  # 12 classes
     with pytest.raises(ValueError, match=name):
         D.sample_episode(pool, *args)
     with pytest.raises(ValueError, match=name):
         D.EpisodeSampler(pool, *args)
 
 
-def test_lake_runs(root):
-    runs = D.load_lake_runs(root=root)
+@pytest.mark.parametrize("seed", [-1, 2.5, "x", True])
+def test_episode_bad_seed(seed):
+    pool = _toy_pool()
+    with pytest.raises(ValueError, match="seed"):
+        D.sample_episode(pool, 2, 1, 1, seed=seed)
+    with pytest.raises(ValueError, match="seed"):
+        D.EpisodeSampler(pool, 2, 1, 1, seed=seed)
+
+
+def test_episode_bad_pool_and_batch():
+    with pytest.raises(ValueError, match="pool"):
+        D.sample_episode(None, 2, 1, 1)
+    with pytest.raises(ValueError, match="pool"):
+        D.EpisodeSampler([1, 2, 3], 2, 1, 1)
+    sampler = D.EpisodeSampler(_toy_pool(), 2, 1, 1)
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="n_tasks"):
+            sampler.batch(bad)
+
+
+@pytest.mark.parametrize("cls,which,name", [
+    (12, [0], "cls"), (-1, [0], "cls"), (1.0, [0], "cls"),
+    (True, [0], "cls"), (0, [20], "which"), (0, [-1], "which"),
+    (0, [0.5], "which"), (0, [True, False], "which"), (0, ["a"], "which"),
+    (0, 20, "which"), (0, [[0, 1], [2]], "which"),
+])
+def test_drawings_bad_index_is_value_error(cls, which, name):
+    pool = _toy_pool()
+    with pytest.raises(ValueError, match=name):
+        pool.drawings(cls, which)
+    if name == "cls":
+        with pytest.raises(ValueError, match="cls"):
+            pool.alphabet(cls)
+
+
+def test_lake_runs():
+    _need("lake-runs")
+    runs = D.load_lake_runs()
     assert len(runs) == 20
     for ep in runs:
-        assert ep.support_x.shape == (20, 1, 28, 28) and ep.query_x.shape == (20, 1, 28, 28)
+        assert ep.support_x.shape == (20, 1, 28, 28)
+        assert ep.query_x.shape == (20, 1, 28, 28)
         assert ep.support_y.tolist() == list(range(20))
-        assert sorted(ep.query_y.tolist()) == list(range(20))  # each class queried once
+        # each class queried once
+        assert sorted(ep.query_y.tolist()) == list(range(20))
+        assert ep.query_y.dtype == torch.int64
     assert runs[0].query_y[0].item() == 7  # run01: item01 -> class08
-    full = D.load_lake_runs(root=root, size=None)
+    full = D.load_lake_runs(size=None)
     assert full[0].support_x.shape == (20, 1, 105, 105)
+
+
+# ---------------------------------------------------------------- wild input
+
+WILD = [None, -1, 0, True, False, 1.5, -0.5, math.nan, math.inf, -math.inf,
+        "x", "", (), [], {}, torch.tensor(1.0), np.float64(2.0)]
+
+
+def _targets(root):
+    pool = _toy_pool()
+    return {
+        "sample_sinusoid_tasks": (D.sample_sinusoid_tasks, (3, 2),
+                                  {"n_query": 2, "seed": 0}),
+        "SinusoidTasks.task": (D.sample_sinusoid_tasks(2, 2).task, (0,), {}),
+        "sample_episode": (D.sample_episode, (pool, 2, 1, 1), {"seed": 0}),
+        "EpisodeSampler": (D.EpisodeSampler, (pool, 2, 1, 1), {"seed": 0}),
+        "EpisodeSampler.batch": (D.EpisodeSampler(pool, 2, 1, 1).batch,
+                                 (2,), {}),
+        "ClassPool.drawings": (pool.drawings, (0, [1, 2]), {}),
+        "ClassPool.alphabet": (pool.alphabet, (0,), {}),
+        "omniglot_classes": (D.omniglot_classes, ("background",),
+                             {"size": 28, "rotations": None, "seed": 0,
+                              "root": root}),
+        "load_omniglot": (D.load_omniglot, ("background",),
+                          {"size": 28, "download": False, "verify": True,
+                           "root": root}),
+        "character_images": (D.character_images, (5,),
+                             {"size": None, "download": False,
+                              "verify": True, "root": root}),
+        "alphabet_of": (D.alphabet_of, (5,), {}),
+        "split_char_ids": (D.split_char_ids, ("validation", 0), {}),
+        "shared_characters": (D.shared_characters,
+                              ("validation", "background"), {"seed": 0}),
+        "load_lake_runs": (D.load_lake_runs, (),
+                           {"size": 28, "download": False, "verify": True,
+                            "root": root}),
+        "check_data": (D.check_data, (root,), {}),
+        "fetch_data": (D.fetch_data, (root,), {"progress": False}),
+        "read_omniglot_zip": (D.read_omniglot_zip, (root / "none.zip",),
+                              {"verify": True}),
+        "data_root": (D.data_root, (root,), {}),
+    }
+
+
+@pytest.mark.parametrize("name", list(_targets(Path("."))))
+def test_wild_arguments_give_value_or_data_errors(name, tmp_path,
+                                                  monkeypatch):
+    def offline(*a, **k):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(D.urllib.request, "urlopen", offline)
+    monkeypatch.setenv("MLKIT_DATA", str(tmp_path))
+    fn, args, kw = _targets(tmp_path)[name]
+    slots = [(i, None) for i in range(len(args))] + [(None, k) for k in kw]
+    for i, key in slots:
+        for wild in WILD:
+            a, k = list(args), dict(kw)
+            if key is None:
+                a[i] = wild
+            else:
+                k[key] = wild
+            try:
+                fn(*a, **k)
+            except (ValueError, D.DataMissingError) as e:
+                assert str(e)
+    assert list(tmp_path.iterdir()) == []  # nothing created on the way
