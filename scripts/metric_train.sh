@@ -8,3 +8,6 @@ export MLKIT_DATA="${MLKIT_DATA:-$(cd .. && pwd)/shared/data}"
 PY=.venv/bin/python
 $PY -m mlkit train protonet-omniglot --resume
 $PY -m mlkit train siamese-omniglot --resume
+# train writes only under runs/: put the finished runs into checkpoints/
+$PY -m mlkit train protonet-omniglot --promote
+$PY -m mlkit train siamese-omniglot --promote

@@ -5,8 +5,10 @@ Each build test builds a one-notebook book with the book's own _config.yml
 the notebook's page. With an address the page links to the repository and its
 issues and offers Binder and Colab; without one it has none of them, and the
 build still passes. About 5-20 s a build.
-Also: every chapter opens with scripts/nb.py's setup cell, which the site
-leaves out (remove-cell) and the downloadable notebook keeps.
+Also: every chapter opens with the same setup cell, which the site leaves
+out (remove-cell) and the downloadable notebook keeps. Its text lives in each
+chapter's Markdown source (chapters/src/); tests/test_chapter_sources.py checks
+that the stored notebooks agree with those sources.
 """
 
 from __future__ import annotations
@@ -21,14 +23,20 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(ROOT / "tools"))
-import nb as notebook_writer  # noqa: E402  scripts/nb.py
 import repository_links  # noqa: E402  tools/repository_links.py
 
 # A placeholder written only here: the book itself ships without an address.
 PLACEHOLDER = "https://github.com/example/book"
 PAGE = "chapters/demo"
+# The chapter notebooks, and the tags of the setup cell that opens each one.
+CHAPTERS = sorted((ROOT / "chapters").glob("0*.ipynb"))
+SETUP_TAGS = ["setup", "remove-cell"]
+
+
+def setup_cell(path: Path) -> nbformat.NotebookNode:
+    """The first cell of the stored chapter notebook ``path``."""
+    return nbformat.read(path, as_version=4).cells[0]
 
 
 def jupyter_book() -> list[str]:
@@ -74,7 +82,7 @@ def test_address_set_shows_repository_and_launch_buttons(tmp_path):
     html = build_page(tmp_path, PLACEHOLDER)
     assert f'href="{PLACEHOLDER}"' in html  # the repository link
     assert f"{PLACEHOLDER}/issues/new" in html
-    # no edit button: a chapter's source is its generator, not this notebook
+    # no edit button: a chapter's source is its Markdown, not this notebook
     assert "/edit/" not in html and "source-edit-button" not in html
     assert (f"https://mybinder.org/v2/gh/example/book/main"
             f"?urlpath=lab/tree/{PAGE}.ipynb") in html
@@ -103,26 +111,29 @@ def test_unset_address_includes_jupyter_books_own():
 
 
 def test_chapters_open_with_the_setup_cell():
-    chapters = sorted((ROOT / "chapters").glob("0*.ipynb"))
-    assert chapters
-    for path in chapters:
-        first = nbformat.read(path, as_version=4).cells[0]
+    """The same setup cell, word for word, opens every chapter: change it in
+    every chapters/src/NN_*.md, then jupytext --sync them."""
+    assert CHAPTERS
+    source = setup_cell(CHAPTERS[0]).source
+    assert "find_spec(\"mlkit\")" in source
+    for path in CHAPTERS:
+        first = setup_cell(path)
         assert first.cell_type == "code", path.name
-        assert first.source == notebook_writer.SETUP_SOURCE, path.name
-        tags = first.metadata.get("tags")
-        assert tags == notebook_writer.SETUP_TAGS, path.name
+        assert first.source == source, (
+            f"{path.name}'s setup cell differs from {CHAPTERS[0].name}'s")
+        assert first.metadata.get("tags") == SETUP_TAGS, path.name
         assert first.outputs == [], path.name  # silent: mlkit is installed
-    assert "remove-cell" in notebook_writer.SETUP_TAGS  # not on the site
+    assert "remove-cell" in SETUP_TAGS  # not on the site
 
 
 def test_setup_cell_prints_install_line_only_without_mlkit():
+    source = setup_cell(CHAPTERS[0]).source
     inside = subprocess.run(
-        [sys.executable, "-c", notebook_writer.SETUP_SOURCE],
+        [sys.executable, "-c", source],
         capture_output=True, text=True, timeout=60)
     assert inside.returncode == 0 and inside.stdout == "", inside.stderr
     # -I -S: no site-packages, so mlkit (and all else installed) is missing
-    outside = subprocess.run([sys.executable, "-I", "-S", "-c",
-                              notebook_writer.SETUP_SOURCE],
+    outside = subprocess.run([sys.executable, "-I", "-S", "-c", source],
                              capture_output=True, text=True, timeout=60)
     assert outside.returncode == 0, outside.stderr
     line = outside.stdout
