@@ -6,16 +6,25 @@ A checkpoint is a plain ``state_dict`` saved with ``torch.save`` and loaded with
 wall time, machine), the configuration needed to rebuild the network, and its sha256, which
 :func:`load_checkpoint` checks before it trusts the file.
 
-Training state (model, optimiser, sampler and random state, history) lives apart under
-``runs/<name>/state.pt`` (not committed) and is written atomically every few minutes, so that
-``python -m mlkit train NAME --resume`` continues where a stopped run left off.
+Training never writes into the book's ``checkpoints/``: a run keeps its resumable state
+(model, optimiser, sampler and random state, history) in ``runs/<name>/state.pt`` and the
+checkpoint it reaches, with a one-entry manifest, in ``runs/<name>/`` (:func:`run_dir`;
+not committed), written atomically every few minutes, so that ``python -m mlkit train NAME
+--resume`` continues where a stopped run left off. :func:`promote` (``train NAME
+--promote``) copies a finished run's checkpoint into ``checkpoints/``, keeping what the book
+recorded about the checkpoint it replaces.
+
+Where the folders are: ``$MLKIT_CHECKPOINTS`` and ``$MLKIT_RUNS`` when set; otherwise, in
+the book's clone, its ``checkpoints/`` and ``runs/``; in an installed package, the
+checkpoints shipped inside it (``mlkit/checkpoint_files/``, read-only) and ``./runs``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
+import re
+import shutil
 import json
 import os
 import platform
@@ -26,10 +35,15 @@ from typing import Any
 
 import numpy as np
 import torch
+from filelock import FileLock
 
 __all__ = [
     "CHECKPOINT_DIR",
     "RUN_DIR",
+    "CheckpointNotFoundError",
+    "check_name",
+    "run_dir",
+    "promote",
     "manifest",
     "save_checkpoint",
     "record_metrics",
@@ -46,10 +60,44 @@ __all__ = [
     "ResumableRun",
 ]
 
-_ROOT = Path(__file__).resolve().parent.parent
-CHECKPOINT_DIR = Path(os.environ.get("MLKIT_CHECKPOINTS", _ROOT / "checkpoints"))
-RUN_DIR = Path(os.environ.get("MLKIT_RUNS", _ROOT / "runs"))
 MANIFEST = "MANIFEST.json"
+_PACKAGE = Path(__file__).resolve().parent
+_ROOT = _PACKAGE.parent
+# The clone is recognised by its checkpoints next to its pyproject.toml; an installed
+# package has neither beside it and reads the copy shipped as package data.
+_IN_CLONE = (_ROOT / "pyproject.toml").is_file() and (
+    _ROOT / "checkpoints" / MANIFEST).is_file()
+CHECKPOINT_DIR = Path(os.environ.get("MLKIT_CHECKPOINTS") or (
+    _ROOT / "checkpoints" if _IN_CLONE else _PACKAGE / "checkpoint_files"))
+RUN_DIR = Path(os.environ.get("MLKIT_RUNS") or (
+    _ROOT / "runs" if _IN_CLONE else Path.cwd() / "runs"))
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+class CheckpointNotFoundError(KeyError):
+    """No checkpoint of that name: the message lists the known names."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+def check_name(name: str) -> str:
+    """Return ``name`` if it can name a checkpoint or a run, else raise ``ValueError``.
+
+    A name is a file name, not a path: letters, digits, ``.``, ``_`` and ``-``, starting
+    with a letter or digit (so ``../escape`` cannot write outside its folder).
+    """
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name) or ".." in name:
+        raise ValueError(
+            f"name must be 1-100 letters, digits, '.', '_' or '-' starting with a "
+            f"letter or digit (no path), got {name!r}")
+    return name
+
+
+def run_dir(name: str, directory: Path | None = None) -> Path:
+    """The folder of run ``name``: ``<RUN_DIR>/<name>``, where ``train`` writes its state
+    and the checkpoint it reaches (never into ``checkpoints/``)."""
+    return Path(directory or RUN_DIR) / check_name(name)
 
 
 def _sha256(path: Path) -> str:
@@ -115,7 +163,10 @@ def checkpoint_entry(name: str, directory: Path | None = None) -> dict[str, Any]
     """The manifest entry of checkpoint ``name``; a ``KeyError`` lists the known names."""
     entries = manifest(directory)
     if name not in entries:
-        raise KeyError(f"no checkpoint named {name!r} in the manifest; known: {sorted(entries)}")
+        where = Path(directory or CHECKPOINT_DIR)
+        raise CheckpointNotFoundError(
+            f"no checkpoint named {name!r} in {where / MANIFEST}; known: "
+            f"{', '.join(sorted(entries)) or 'none'}")
     return entries[name]
 
 
@@ -125,7 +176,7 @@ def save_checkpoint(name: str, state_dict: dict[str, torch.Tensor], *, config: d
                     directory: Path | None = None) -> Path:
     """Write ``<directory>/<name>.pt`` and its manifest entry (with the file's sha256)."""
     directory = Path(directory or CHECKPOINT_DIR)
-    path = directory / f"{name}.pt"
+    path = directory / f"{check_name(name)}.pt"
     tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
     with _manifest_lock(directory):
         _atomic_write_bytes(path, lambda f: torch.save(tensors, f))
@@ -136,13 +187,10 @@ def save_checkpoint(name: str, state_dict: dict[str, torch.Tensor], *, config: d
 @contextlib.contextmanager
 def _manifest_lock(directory: Path):
     # Two training runs may finish at once: serialise the manifest's read-modify-write.
+    # filelock works on Linux, macOS and Windows (fcntl is POSIX only).
     directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / ".manifest.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    with FileLock(str(directory / ".manifest.lock")):
+        yield
 
 
 def _record(directory: Path, name: str, path: Path, command: str, seed: int, iterations: int,
@@ -172,6 +220,7 @@ def record_metrics(name: str, metrics: dict[str, Any], *, directory: Path | None
     """Merge ``metrics`` into the ``"metrics"`` of checkpoint ``name``'s manifest entry (for
     measurements made after training, such as the Siamese recipes compared with it)."""
     directory = Path(directory or CHECKPOINT_DIR)
+    checkpoint_entry(name, directory)  # a clear error for an unknown name
     with _manifest_lock(directory):
         entries = manifest(directory)
         entries[name].setdefault("metrics", {}).update(metrics)
@@ -204,15 +253,17 @@ def record_evaluation(name: str, result: dict[str, Any], *, command: str,
                       directory: Path | None = None) -> None:
     """Keep an evaluation of checkpoint ``name`` in its manifest entry, under ``evaluations``.
 
-    ``result`` holds ``metric, mean, ci95, tasks`` and ``settings`` (split, ways, shots, steps,
-    alpha, ...); a new result with the same settings replaces the old one. The chapters read
+    ``result`` holds ``metric, mean, ci95, tasks`` (``median`` and ``iqr`` kept where
+    given) and ``settings`` (split, ways, shots, steps, alpha, ...); a new result with the same settings replaces the old one. The chapters read
     these numbers instead of re-running long evaluations while a reader waits.
     """
     directory = Path(directory or CHECKPOINT_DIR)
+    checkpoint_entry(name, directory)  # a clear error for an unknown name
     with _manifest_lock(directory):
         entries = manifest(directory)
         entry = entries[name]
-        row = {k: result[k] for k in ("metric", "mean", "ci95", "tasks")}
+        row = {k: result[k] for k in ("metric", "mean", "ci95", "median", "iqr",
+                                      "tasks") if k in result}
         row["settings"] = result.get("settings", {})
         row["command"] = command
         row["sha256"] = entry["sha256"]  # which weights were evaluated
@@ -222,12 +273,54 @@ def record_evaluation(name: str, result: dict[str, Any], *, command: str,
         _write_manifest(directory, entries)
 
 
+def promote(name: str, *, runs: Path | None = None,
+            directory: Path | None = None) -> dict[str, Any]:
+    """Copy run ``name``'s checkpoint (``runs/<name>/``) into the book's ``checkpoints/``.
+
+    The new manifest entry is the run's, with what the book recorded about the checkpoint
+    it replaces kept: its ``evaluations`` (each row names the sha256 of the weights it
+    measured, so rows of the old weights stay recognisable until ``evaluate --record``
+    replaces them) and any ``metrics`` the run does not have (such as measurements of
+    other runs beside it). Returns ``{"path", "entry", "stale"}``, ``stale`` being the
+    evaluation rows measured on other weights than the promoted ones.
+    """
+    source = run_dir(name, runs)
+    new = dict(checkpoint_entry(name, source))
+    directory = Path(directory or CHECKPOINT_DIR)
+    src = source / new["file"]
+    if _sha256(src) != new["sha256"]:
+        raise ValueError(f"run checkpoint {src} does not match its manifest's sha256: "
+                         f"train {name} --resume to write it again")
+    dest = directory / f"{name}.pt"
+    with _manifest_lock(directory):
+        entries = manifest(directory)
+        old = entries.get(name, {})
+        _atomic_write_bytes(dest, lambda f: f.write(src.read_bytes()))
+        new["file"] = dest.name
+        metrics = dict(new.get("metrics") or {})
+        for key, value in (old.get("metrics") or {}).items():
+            metrics.setdefault(key, value)
+        new["metrics"] = metrics
+        evaluations = list(new.get("evaluations", []))
+        mine = [e["settings"] for e in evaluations]
+        evaluations += [e for e in old.get("evaluations", [])
+                        if e["settings"] not in mine]
+        new["evaluations"] = evaluations
+        entries[name] = new
+        _write_manifest(directory, entries)
+    stale = [e for e in new["evaluations"] if e.get("sha256") != new["sha256"]]
+    return {"path": dest, "entry": new, "stale": stale}
+
+
 def load_checkpoint(name: str, directory: Path | None = None
                     ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Load checkpoint ``name`` as ``(state_dict, manifest entry)`` after checking its sha256."""
     directory = Path(directory or CHECKPOINT_DIR)
     entry = checkpoint_entry(name, directory)
     path = directory / entry["file"]
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint file {path} is missing, though the manifest "
+                                f"lists it: restore it (git checkout -- {path.name})")
     got = _sha256(path)
     if got != entry["sha256"]:
         raise ValueError(f"checkpoint {path} has sha256 {got}, but the manifest says "
@@ -237,14 +330,14 @@ def load_checkpoint(name: str, directory: Path | None = None
 
 def save_state(name: str, state: dict[str, Any], directory: Path | None = None) -> Path:
     """Atomically write the resumable training state of run ``name``."""
-    path = Path(directory or RUN_DIR) / name / "state.pt"
+    path = Path(directory or RUN_DIR) / check_name(name) / "state.pt"
     _atomic_write_bytes(path, lambda f: torch.save(state, f))
     return path
 
 
 def load_state(name: str, directory: Path | None = None) -> dict[str, Any] | None:
     """The saved training state of run ``name``, or ``None`` when there is none."""
-    path = Path(directory or RUN_DIR) / name / "state.pt"
+    path = Path(directory or RUN_DIR) / check_name(name) / "state.pt"
     if not path.exists():
         return None
     # Our own file, holding numpy random states and plain Python history as well as tensors.

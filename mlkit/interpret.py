@@ -43,6 +43,7 @@ and on a metric learner's scorer:
 
 from __future__ import annotations
 
+import math
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterator, Mapping, Sequence
@@ -79,6 +80,84 @@ def _check_tensor(name: str, value: object, min_dim: int = 1) -> Tensor:
     return value
 
 
+def _check_input(name: str, value: object, min_dim: int = 1,
+                 nonempty: bool = True) -> Tensor:
+    """A floating-point tensor, by default with at least one example (the input
+    of a model)."""
+    x = _check_tensor(name, value, min_dim)
+    if not x.is_floating_point():
+        raise ValueError(f"{name} must be a floating-point tensor, got "
+                         f"{x.dtype}")
+    if nonempty and x.shape[0] == 0:
+        raise ValueError(f"{name} must hold at least one example, got shape "
+                         f"{tuple(x.shape)}")
+    return x
+
+
+def _check_labels(name: str, value: object) -> Tensor:
+    y = _check_tensor(name, value)
+    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+        raise ValueError(f"{name} must be an integer tensor of class labels, "
+                         f"got {y.dtype}")
+    return y
+
+
+def _check_callable(name: str, value: object) -> None:
+    if not callable(value):
+        raise ValueError(f"{name} must be a callable (a model or a function), "
+                         f"got {value!r}")
+
+
+def _check_number(name: str, value: object, minimum: float = 0.0,
+                  strict: bool = True) -> float:
+    """A finite number above ``minimum`` (or at least it, ``strict=False``)."""
+    ok = not isinstance(value, bool) and isinstance(value, (int, float))
+    if not ok or not math.isfinite(value) or (
+            value <= minimum if strict else value < minimum):
+        sign = ">" if strict else ">="
+        raise ValueError(f"{name} must be a finite number {sign} {minimum}, "
+                         f"got {value!r}")
+    return float(value)
+
+
+def _check_seed(seed: object) -> int:
+    return _check_positive_int("seed", seed, 0)
+
+
+def _check_flag(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
+def _check_layers(layers: object) -> None:
+    if layers is None or isinstance(layers, str):
+        return
+    if not isinstance(layers, Sequence) or not all(
+            isinstance(n, str) for n in layers):
+        raise ValueError(f"layers must be None or a list of module names, "
+                         f"got {layers!r}")
+
+
+def _check_weights(name: str, params: object) -> None:
+    if not isinstance(params, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, Tensor)
+            for k, v in params.items()):
+        raise ValueError(f"{name} must be a mapping from parameter names to "
+                         f"tensors, got {type(params).__name__}")
+
+
+def _check_target(target: object) -> None:
+    if target is None or (isinstance(target, int)
+                          and not isinstance(target, bool)):
+        return
+    if isinstance(target, Tensor) and not (target.is_floating_point() or
+                                           target.dtype == torch.bool):
+        return
+    raise ValueError(f"target must be None, an output index or an integer "
+                     f"tensor of indices, got {target!r}")
+
+
 # --------------------------------------------------------------------------------------
 # Feature groups
 # --------------------------------------------------------------------------------------
@@ -92,6 +171,12 @@ def patch_mask(shape: Sequence[int], patch: int) -> Tensor:
     The result has ``shape`` with leading dimensions of size 1, ready to be a Captum
     ``feature_mask`` for a batch of such images.
     """
+    if isinstance(shape, torch.Size):
+        shape = tuple(shape)
+    if not isinstance(shape, Sequence) or isinstance(shape, str) or not all(
+            isinstance(s, int) and not isinstance(s, bool) for s in shape):
+        raise ValueError(f"shape must be a sequence of sizes ending with "
+                         f"(H, W), got {shape!r}")
     shape = tuple(int(s) for s in shape)
     if len(shape) < 2 or min(shape[-2:]) < 1:
         raise ValueError(f"shape must end with two positive sizes (H, W), got {shape}")
@@ -173,6 +258,30 @@ def _default_loss(y: Tensor) -> Callable[[Tensor, Tensor], Tensor]:
     return F.mse_loss
 
 
+def _check_default_loss(out: object, y: Tensor) -> None:
+    """``predict(x)`` fits ``y`` for the default loss, without broadcasting:
+    ``(n, C)`` logits for integer labels ``(n,)`` in ``[0, C - 1]``, else
+    ``y``'s own shape (mean squared error)."""
+    if not isinstance(out, Tensor) or not out.is_floating_point():
+        raise ValueError(f"predict must return a floating-point tensor, got "
+                         f"{type(out).__name__}")
+    if y.dtype in (torch.int64, torch.int32):
+        if y.dim() != 1 or out.dim() != 2 or out.shape[0] != y.shape[0]:
+            raise ValueError(f"y must be (n,) class labels for "
+                             f"predict(x)'s (n, classes) logits, got y "
+                             f"{tuple(y.shape)} and predict(x) "
+                             f"{tuple(out.shape)}")
+        if int(y.min()) < 0 or int(y.max()) >= out.shape[1]:
+            raise ValueError(f"y must hold labels in [0, {out.shape[1] - 1}]")
+    elif not y.is_floating_point():
+        raise ValueError(f"y must be float targets or int64/int32 class "
+                         f"labels, got {y.dtype}")
+    elif out.shape != y.shape:
+        raise ValueError(f"y must have predict(x)'s shape "
+                         f"{tuple(out.shape)} for the default mean squared "
+                         f"error (no broadcasting), got {tuple(y.shape)}")
+
+
 def permutation_importance(
     predict: Callable[[Tensor], Tensor],
     x: Tensor,
@@ -199,7 +308,8 @@ def permutation_importance(
     """
     from captum.attr import FeaturePermutation
 
-    x = _check_tensor("x", x)
+    _check_callable("predict", predict)
+    x = _check_input("x", x)
     y = _check_tensor("y", y)
     if x.shape[0] < 2:
         raise ValueError(f"x must hold at least 2 examples to permute across, got {x.shape[0]}")
@@ -207,18 +317,30 @@ def permutation_importance(
         raise ValueError(f"y must have one entry per example of x ({x.shape[0]}), got "
                          f"{y.shape[0]}")
     _check_positive_int("n_repeats", n_repeats)
+    _check_seed(seed)
+    for name, t in (("x", x), ("y", y)):
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise ValueError(f"{name} must be finite (no NaN or inf)")
     mask, n = _feature_mask(x, feature_mask)
-    loss_fn = _default_loss(y) if loss_fn is None else loss_fn
+    default = loss_fn is None
+    loss_fn = _default_loss(y) if default else loss_fn
+    _check_callable("loss_fn", loss_fn)
 
-    def batch_loss(inputs: Tensor) -> Tensor:
-        out = loss_fn(predict(inputs), y)
-        if out.dim() != 0:
-            raise ValueError(f"loss_fn must return a scalar for the batch, got shape "
-                             f"{tuple(out.shape)}")
+    def score(pred: Tensor) -> Tensor:
+        out = loss_fn(pred, y)
+        if not isinstance(out, Tensor) or out.dim() != 0:
+            raise ValueError(f"loss_fn must return a scalar for the batch, "
+                             f"got {getattr(out, 'shape', out)!r}")
         return out.reshape(1)
 
+    def batch_loss(inputs: Tensor) -> Tensor:
+        return score(predict(inputs))
+
     with torch.no_grad():
-        baseline = float(batch_loss(x))
+        pred = predict(x)
+        if default:  # the default losses would broadcast a mis-shaped y
+            _check_default_loss(pred, y)
+        baseline = float(score(pred))
         fp = FeaturePermutation(batch_loss)
         rows = []
         for r in range(n_repeats):
@@ -267,6 +389,23 @@ def _fidelity(predict: Callable[[Tensor], Tensor], x: Tensor, mask: Tensor, n: i
     return 1.0 - float(((f - g) ** 2).sum()) / total
 
 
+def _check_baseline(baseline: object, x: Tensor) -> None:
+    if isinstance(baseline, Tensor):
+        try:
+            torch.broadcast_shapes(baseline.shape, x.shape)
+        except RuntimeError:
+            raise ValueError(f"baseline must broadcast to x's shape "
+                             f"{tuple(x.shape)}, got "
+                             f"{tuple(baseline.shape)}") from None
+        if not baseline.is_floating_point():
+            raise ValueError(f"baseline must be floating-point, got "
+                             f"{baseline.dtype}")
+    elif isinstance(baseline, bool) or not isinstance(
+            baseline, (int, float)) or not math.isfinite(baseline):
+        raise ValueError(f"baseline must be a finite number or a tensor, got "
+                         f"{baseline!r}")
+
+
 def lime_surrogate(
     predict: Callable[[Tensor], Tensor],
     x: Tensor,
@@ -305,20 +444,23 @@ def lime_surrogate(
     from captum.attr import Lime
     from captum.attr._core.lime import get_exp_kernel_similarity_function
 
-    x = _check_tensor("x", x, 2)
+    _check_callable("predict", predict)
+    x = _check_input("x", x, 2)
     if x.shape[0] != 1:
         raise ValueError(f"x must be one example with a batch dimension of 1, got shape "
                          f"{tuple(x.shape)}")
     _check_positive_int("n_samples", n_samples, 2)
     _check_positive_int("fidelity_samples", fidelity_samples, 0)
-    if not kernel_width > 0:
-        raise ValueError(f"kernel_width must be > 0, got {kernel_width}")
-    if not ridge_alpha >= 0:
-        raise ValueError(f"ridge_alpha must be >= 0, got {ridge_alpha}")
+    _check_number("kernel_width", kernel_width)
+    _check_number("ridge_alpha", ridge_alpha, strict=False)
+    _check_seed(seed)
+    _check_baseline(baseline, x)
     mask, n = _feature_mask(x, feature_mask)
     if target is not None:
         with torch.no_grad():
-            width = predict(x).shape[-1]
+            out = predict(x)
+        width = (out.shape[-1] if isinstance(out, Tensor) and out.dim() == 2
+                 else 0)
         if isinstance(target, bool) or not isinstance(target, int) or not 0 <= target < width:
             raise ValueError(f"target must be an output index in [0, {width - 1}], got {target!r}")
 
@@ -327,9 +469,15 @@ def lime_surrogate(
                 similarity_func=get_exp_kernel_similarity_function("cosine", kernel_width))
     with torch.no_grad(), torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        coef = lime.attribute(x, baselines=baseline, target=target,
-                              feature_mask=mask.expand_as(x[:1]), n_samples=n_samples,
-                              return_input_shape=False)
+        try:
+            coef = lime.attribute(x, baselines=baseline, target=target,
+                                  feature_mask=mask.expand_as(x[:1]),
+                                  n_samples=n_samples,
+                                  return_input_shape=False)
+        except AssertionError as e:  # Captum checks outputs with asserts
+            raise ValueError(f"predict must return one number per example, "
+                             f"or (examples, outputs) with target naming "
+                             f"one: {e}") from None
         coef = coef.reshape(-1).detach().to(torch.float32)
         bias = surrogate_model.bias()
         intercept = float(bias.reshape(-1)[0]) if bias is not None else 0.0
@@ -360,8 +508,8 @@ def support_attention(
     similarity ``c`` is the cosine (``metric="cosine"``) or the negative squared Euclidean
     distance (``metric="euclidean"``, the one prototypical networks use, Snell et al. 2017).
     """
-    query = _check_tensor("query", query, 2)
-    support = _check_tensor("support", support, 2)
+    query = _check_input("query", query, 2, nonempty=False)
+    support = _check_input("support", support, 2, nonempty=False)
     if query.dim() != 2 or support.dim() != 2:
         raise ValueError(f"query and support must be 2-D (examples, features), got shapes "
                          f"{tuple(query.shape)} and {tuple(support.shape)}")
@@ -372,8 +520,7 @@ def support_attention(
         raise ValueError("support must hold at least one example")
     if metric not in _METRICS:
         raise ValueError(f"metric must be one of {list(_METRICS)}, got {metric!r}")
-    if not temperature > 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
+    _check_number("temperature", temperature)
     if metric == "cosine":
         sim = F.normalize(query, dim=1) @ F.normalize(support, dim=1).T
     else:
@@ -387,11 +534,13 @@ def class_attention(attention: Tensor, support_y: Tensor, n_way: int | None = No
     ``attention`` is ``(n_query, n_support)`` from :func:`support_attention`, ``support_y`` the
     support labels ``0..n_way-1``. Returns ``(n_query, n_way)``; rows sum to 1.
     """
-    attention = _check_tensor("attention", attention, 2)
-    support_y = _check_tensor("support_y", support_y)
-    if support_y.shape != (attention.shape[1],):
-        raise ValueError(f"support_y must have shape ({attention.shape[1]},), one label per "
-                         f"support example, got {tuple(support_y.shape)}")
+    attention = _check_input("attention", attention, 2, nonempty=False)
+    support_y = _check_labels("support_y", support_y)
+    if support_y.shape != (attention.shape[1],) or not len(support_y):
+        raise ValueError(f"support_y must have shape "
+                         f"({attention.shape[1]},), one label per support "
+                         f"example (at least one), got "
+                         f"{tuple(support_y.shape)}")
     n_way = int(support_y.max()) + 1 if n_way is None else n_way
     _check_positive_int("n_way", n_way)
     if support_y.min() < 0 or support_y.max() >= n_way:
@@ -426,6 +575,8 @@ def record_activations(
     """
     if not isinstance(model, nn.Module):
         raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    _check_layers(layers)
+    _check_flag("detach", detach)
     modules = dict(model.named_modules())
     if layers is None:
         layers = [name for name, m in modules.items() if name and not any(True for _ in m.children())]
@@ -474,6 +625,9 @@ def weight_change(
     """
     if not isinstance(before, Mapping) or not isinstance(after, Mapping):
         raise ValueError("before and after must be mappings from parameter names to tensors")
+    _check_weights("before", before)
+    _check_weights("after", after)
+    _check_flag("relative", relative)
     if set(before) != set(after):
         raise ValueError(f"after must have the same parameter names as before; only in before: "
                          f"{sorted(set(before) - set(after))}, only in after: "
@@ -484,6 +638,9 @@ def weight_change(
         if a.shape != b.shape:
             raise ValueError(f"after[{name!r}] has shape {tuple(a.shape)}, before has "
                              f"{tuple(b.shape)}")
+        if not (a.is_floating_point() and b.is_floating_point()):
+            raise ValueError(f"before[{name!r}] and after[{name!r}] must be "
+                             f"floating-point, got {b.dtype} and {a.dtype}")
         diff = float((a.detach() - b.detach()).norm())
         if relative:
             size = float(b.detach().norm())
@@ -526,6 +683,9 @@ __all__ += [
 
 def _flat64(name: str, x: object) -> Tensor:
     x = _check_tensor(name, x, 1)
+    if x.numel() == 0:
+        raise ValueError(f"{name} must hold examples with features, got shape "
+                         f"{tuple(x.shape)}")
     if x.dim() == 1:
         x = x[:, None]
     return x.detach().reshape(x.shape[0], -1).to(torch.float64)
@@ -579,6 +739,20 @@ def default_layers(model: nn.Module) -> list[str]:
     return [n for n, m in model.named_modules() if n and not any(True for _ in m.children())]
 
 
+def _check_params(model: nn.Module, params: object) -> None:
+    """``params`` are None or tensors named as ``model``'s parameters or
+    buffers."""
+    if params is None:
+        return
+    _check_weights("params", params)
+    known = {n for n, _ in model.named_parameters()} | {
+        n for n, _ in model.named_buffers()}
+    unknown = [n for n in params if n not in known]
+    if unknown:
+        raise ValueError(f"params holds names that are not parameters of "
+                         f"the model: {unknown}")
+
+
 def layer_activations(
     model: nn.Module,
     params: Mapping[str, Tensor] | None,
@@ -594,8 +768,14 @@ def layer_activations(
     """
     from torch.func import functional_call
 
-    x = _check_tensor("x", x, 2)
-    layers = default_layers(model) if layers is None else list(layers)
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be a torch.nn.Module, got "
+                         f"{type(model).__name__}")
+    _check_params(model, params)
+    x = _check_input("x", x, 2)
+    _check_layers(layers)
+    layers = default_layers(model) if layers is None else (
+        [layers] if isinstance(layers, str) else list(layers))
     with torch.no_grad(), record_activations(model, layers) as acts:
         if params is None:
             model(x)
@@ -649,7 +829,8 @@ def frozen_statistics(
 
     if not isinstance(model, nn.Module):
         raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    reference_x = _check_tensor("reference_x", reference_x, 2)
+    _check_params(model, params)
+    reference_x = _check_input("reference_x", reference_x, 2)
     if reference_x.shape[0] < 2:
         raise ValueError(f"reference_x must hold at least 2 examples (a batch to take "
                          f"statistics from), got {reference_x.shape[0]}")
@@ -708,8 +889,10 @@ def prototype_scorer(
     query only; ``support_grad=True`` keeps the graph to ``support_x`` (for
     :func:`gradient_influence`).
     """
-    support_x = _check_tensor("support_x", support_x, 2)
-    support_y = _check_tensor("support_y", support_y)
+    _check_callable("embed", embed)
+    support_x = _check_input("support_x", support_x, 2)
+    support_y = _check_labels("support_y", support_y)
+    _check_flag("support_grad", support_grad)
     if support_y.shape != support_x.shape[:1]:
         raise ValueError(f"support_y must have one label per support example "
                          f"({support_x.shape[0]}), got shape {tuple(support_y.shape)}")
@@ -745,7 +928,8 @@ def pair_similarity(
     """
     from .siamese import euclidean_distance
 
-    other = _check_tensor("other", other, 2)
+    _check_callable("embed", embed)
+    other = _check_input("other", other, 2)
     with torch.no_grad():
         zo = embed(other)
 
@@ -775,6 +959,12 @@ class Attribution:
 def _target_value(forward: Callable[[Tensor], Tensor], x: Tensor,
                   target: int | Tensor | None) -> Tensor:
     out = forward(x)
+    if not isinstance(out, Tensor) or out.dim() not in (1, 2) or (
+            out.shape[0] != x.shape[0]) or not out.is_floating_point():
+        raise ValueError(f"forward must return floating-point scores "
+                         f"(examples,) or (examples, outputs) for x of shape "
+                         f"{tuple(x.shape)}, got "
+                         f"{getattr(out, 'shape', out)!r}")
     if out.dim() == 1:
         if target is not None:
             raise ValueError("target must be None when the function returns one number per "
@@ -805,7 +995,10 @@ def saliency(
     """
     from captum.attr import Saliency
 
-    x = _check_tensor("x", x, 2)
+    _check_callable("forward", forward)
+    x = _check_input("x", x, 2)
+    _check_target(target)
+    _check_flag("absolute", absolute)
     with torch.no_grad():
         out = _target_value(forward, x, target)
     attr = Saliency(forward).attribute(x.detach().clone().requires_grad_(), target=target,
@@ -835,7 +1028,10 @@ def integrated_gradients(
     """
     from captum.attr import IntegratedGradients
 
-    x = _check_tensor("x", x, 2)
+    _check_callable("forward", forward)
+    x = _check_input("x", x, 2)
+    _check_target(target)
+    _check_baseline(baseline, x)
     _check_positive_int("n_steps", n_steps, 2)
     if method not in ("gausslegendre", "riemann_trapezoid", "riemann_middle", "riemann_left",
                       "riemann_right"):
@@ -861,10 +1057,10 @@ FitPredict = Callable[[Tensor, Tensor, Tensor], Tensor]
 
 def _check_episode_tensors(support_x: Tensor, support_y: Tensor, query_x: Tensor,
                            query_y: Tensor) -> None:
-    _check_tensor("support_x", support_x, 2)
-    _check_tensor("query_x", query_x, 2)
-    _check_tensor("support_y", support_y)
-    _check_tensor("query_y", query_y)
+    _check_input("support_x", support_x, 2)
+    _check_input("query_x", query_x, 2)
+    _check_labels("support_y", support_y)
+    _check_labels("query_y", query_y)
     if support_y.shape != support_x.shape[:1]:
         raise ValueError(f"support_y must hold one label per support example "
                          f"({support_x.shape[0]}), got shape {tuple(support_y.shape)}")
@@ -879,6 +1075,14 @@ def _check_episode_tensors(support_x: Tensor, support_y: Tensor, query_x: Tensor
 
 
 def _per_query_loss(logits: Tensor, y: Tensor) -> Tensor:
+    if not isinstance(logits, Tensor) or logits.dim() != 2 or (
+            logits.shape[0] != y.shape[0]) or not logits.is_floating_point():
+        raise ValueError(f"fit_predict must return (queries, classes) "
+                         f"logits, one row per query ({y.shape[0]}), got "
+                         f"{getattr(logits, 'shape', logits)!r}")
+    if int(y.min()) < 0 or int(y.max()) >= logits.shape[1]:
+        raise ValueError(f"query_y must hold labels in "
+                         f"[0, {logits.shape[1] - 1}]")
     return F.cross_entropy(logits, y.long(), reduction="none")
 
 
@@ -898,6 +1102,7 @@ def loo_influence(
     (Koh & Liang 2017 approximate exactly this quantity; here it is computed). Positive:
     example ``i`` helped query ``q``. Returns ``(n_query, n_support)``.
     """
+    _check_callable("fit_predict", fit_predict)
     _check_episode_tensors(support_x, support_y, query_x, query_y)
     n = support_x.shape[0]
     with torch.no_grad():
@@ -927,6 +1132,7 @@ def gradient_influence(
     ``fit_predict`` must keep the graph from ``support_x`` to the logits (MAML: adapt with
     ``first_order=False``).
     """
+    _check_callable("fit_predict", fit_predict)
     _check_episode_tensors(support_x, support_y, query_x, query_y)
     sx = support_x.detach().clone().requires_grad_(True)
     with torch.enable_grad():
@@ -948,6 +1154,9 @@ def layer_of(name: str, depth: int = 2) -> str:
     """The layer a parameter belongs to: its module path cut to ``depth`` parts
     (``"body.0.1.weight"`` -> ``"body.0"``, ``"head.bias"`` -> ``"head"``)."""
     _check_positive_int("depth", depth)
+    if not isinstance(name, str):
+        raise ValueError(f"name must be a parameter name (a string), got "
+                         f"{name!r}")
     parts = name.split(".")[:-1] or [name]
     return ".".join(parts[:depth])
 
@@ -1003,27 +1212,33 @@ def fast_weight_trajectory(
     """
     from . import maml
 
-    maml._check_inner(inner_steps, alpha)
+    maml._check_adapt_args(model, loss_fn, inner_steps, alpha, params, False)
+    if query_loss_fn is not None:
+        _check_callable("query_loss_fn", query_loss_fn)
+    _check_flag("batched", batched)
+    _check_positive_int("depth", depth)
     if (query_x is None) != (query_y is None):
         raise ValueError("query_x and query_y must be given together")
     qloss = loss_fn if query_loss_fn is None else query_loss_fn
     p = {k: v.detach() for k, v in (dict(model.named_parameters()) if params is None
                                     else dict(params)).items()}
-    names = list(p) if adapt_names is None else list(adapt_names)
-    unknown = [n for n in names if n not in p]
-    if unknown:
-        raise ValueError(f"adapt_names holds names that are not parameters: {unknown}")
+    names = maml._names(model, p, adapt_names)
     if batched:
+        _check_tensor("support_x", support_x)
+        _check_tensor("support_y", support_y)
         if support_x.dim() < 3 or support_y.shape[0] != support_x.shape[0]:
             raise ValueError(f"support_x must be (tasks, examples, ...) with support_y "
                              f"(tasks, examples) when batched, got {tuple(support_x.shape)} "
                              f"and {tuple(support_y.shape)}")
+        if not maml.supports_task_batch(model):
+            raise ValueError(f"model must be a SinusoidMLP or a ConvNet "
+                             f"when batched, got {type(model).__name__}")
         n_tasks = support_x.shape[0]
         p = {k: v.unsqueeze(0).expand(n_tasks, *v.shape) for k, v in p.items()}
         forward = lambda w, x: maml.predict_tasks(model, w, x)  # noqa: E731
     else:
         maml._check_xy(support_x, support_y, maml._n_out(model),
-                       not torch.is_floating_point(support_y), "support")
+                       maml._is_classifier(model, support_y), "support")
         n_tasks = 1
         forward = lambda w, x: maml.predict(model, w, x)  # noqa: E731
     history = [p]
@@ -1048,7 +1263,11 @@ def fast_weight_trajectory(
         targets = [p[n].detach().requires_grad_() for n in names]
         w = {**p, **dict(zip(names, targets))}
         with torch.enable_grad():
-            loss = loss_fn(forward(w, support_x), support_y).sum()  # tasks are independent
+            loss = loss_fn(forward(w, support_x), support_y)
+            if not (isinstance(loss, Tensor) and loss.requires_grad):
+                raise ValueError("loss_fn must return a differentiable "
+                                 f"loss tensor, got {type(loss).__name__}")
+            loss = loss.sum()  # tasks are independent
             grads = torch.autograd.grad(loss, targets)
         p = {**p, **{n: (t - alpha * g).detach() for n, t, g in zip(names, targets, grads)}}
         history.append(p)
@@ -1068,6 +1287,11 @@ def fast_weight_trajectory(
 
 def task_params(params: Mapping[str, Tensor], task: int) -> dict[str, Tensor]:
     """One task's fast weights out of a task-batch set (leading task axis)."""
+    _check_weights("params", params)
+    if not params or any(v.dim() == 0 for v in params.values()) or len(
+            {v.shape[0] for v in params.values()}) != 1:
+        raise ValueError("params must hold at least one tensor, each with "
+                         "the same leading task axis")
     first = next(iter(params.values()))
     if isinstance(task, bool) or not isinstance(task, int) or not 0 <= task < first.shape[0]:
         raise ValueError(f"task must be an index in [0, {first.shape[0] - 1}], got {task!r}")
@@ -1107,6 +1331,11 @@ def activation_change(
     """
     if not isinstance(params, Sequence) or len(params) < 2:
         raise ValueError("params must be a sequence of at least 2 weight sets (steps 0..T)")
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be a torch.nn.Module, got "
+                         f"{type(model).__name__}")
+    for p in params:
+        _check_params(model, p)
     acts = [layer_activations(model, p, x, layers) for p in params]
     per_step: dict[str, list[float]] = {}
     per_unit: dict[str, Tensor] = {}
@@ -1126,7 +1355,7 @@ def top_activating(activations: Tensor, k: int = 5) -> Tensor:
     ``activations`` is ``(n, units)`` or ``(n, units, H, W)`` (then averaged over space):
     the usual "which inputs drive this neuron" visualisation (Zeiler & Fergus 2014).
     """
-    a = _check_tensor("activations", activations, 2)
+    a = _check_input("activations", activations, 2, nonempty=False)
     _check_positive_int("k", k)
     if k > a.shape[0]:
         raise ValueError(f"k must be in [1, {a.shape[0]}] (the number of examples), got {k}")
@@ -1143,6 +1372,8 @@ def effective_rank(z: Tensor) -> float:
     z = _flat64("z", z)
     if z.shape[0] < 2:
         raise ValueError(f"z must hold at least 2 examples, got {z.shape[0]}")
+    if not bool(torch.isfinite(z).all()):
+        raise ValueError("z must be finite (no NaN or inf)")
     s = torch.linalg.svdvals(z - z.mean(0, keepdim=True))
     if float(s.sum()) == 0.0:
         return 0.0
@@ -1155,8 +1386,10 @@ def dead_units(z: Tensor, tol: float = 0.0) -> Tensor:
     """Which units of a representation ``(n, units, ...)`` never rise above ``tol`` on any
     example (a ReLU that is off for every input carries no information): bool ``(units,)``."""
     z = _check_tensor("z", z, 2)
-    if not tol >= 0:
-        raise ValueError(f"tol must be >= 0, got {tol}")
+    if z.numel() == 0:
+        raise ValueError(f"z must hold at least one example and unit, got "
+                         f"shape {tuple(z.shape)}")
+    _check_number("tol", tol, strict=False)
     return (z.reshape(z.shape[0], z.shape[1], -1) <= tol).all(-1).all(0)
 
 
@@ -1169,8 +1402,8 @@ def class_selectivity(z: Tensor, labels: Tensor) -> Tensor:
     the class tells nothing about it (it encodes the drawing: stroke width, position). A
     unit that never varies gets 0.
     """
-    z = _check_tensor("z", z, 2)
-    labels = _check_tensor("labels", labels)
+    z = _check_input("z", z, 2)
+    labels = _check_labels("labels", labels)
     if labels.shape != z.shape[:1]:
         raise ValueError(f"labels must hold one class per example ({z.shape[0]}), got shape "
                          f"{tuple(labels.shape)}")

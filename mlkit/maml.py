@@ -54,7 +54,7 @@ from torch.func import functional_call
 
 from . import data as D
 from .checkpoints import (Autosaver, begin_session, load_checkpoint, load_state,
-                          manifest, save_checkpoint, save_state)
+                          manifest, run_dir, save_checkpoint, save_state)
 from .nets import ConvNet, SinusoidMLP, head_parameter_names
 from .stats import mean_ci95
 
@@ -70,17 +70,119 @@ __all__ = [
 Params = dict[str, torch.Tensor]
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
+# ------------------------------------------------------------------ checks
+
+
+def _check_tensor(name: str, value: Any, min_dim: int = 0) -> torch.Tensor:
+    if not isinstance(value, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got "
+                         f"{type(value).__name__}")
+    if value.dim() < min_dim:
+        raise ValueError(f"{name} must have at least {min_dim} dimension(s), "
+                         f"got shape {tuple(value.shape)}")
+    return value
+
+
+def _check_float_tensor(name: str, value: Any, min_dim: int = 0
+                        ) -> torch.Tensor:
+    _check_tensor(name, value, min_dim)
+    if not value.is_floating_point():
+        raise ValueError(f"{name} must be a floating-point tensor, got "
+                         f"{value.dtype}")
+    return value
+
+
+def _check_labels(name: str, value: Any) -> torch.Tensor:
+    _check_tensor(name, value, 1)
+    if value.is_floating_point() or value.is_complex() or (
+            value.dtype == torch.bool):
+        raise ValueError(f"{name} must be an integer tensor of class "
+                         f"indices, got {value.dtype}")
+    return value
+
+
+def _check_positive(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(
+            value, (int, float, np.integer, np.floating)) or not (
+            math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be positive and finite, got {value!r}")
+    return float(value)
+
+
+def _check_flag(name: str, value: Any) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def _check_callable(name: str, value: Any, optional: bool = False) -> None:
+    if not (callable(value) or (optional and value is None)):
+        none = " or None" if optional else ""
+        raise ValueError(f"{name} must be a callable{none}, got {value!r}")
+
+
+def _check_module(name: str, value: Any) -> nn.Module:
+    if not isinstance(value, nn.Module):
+        raise ValueError(f"{name} must be a torch.nn.Module, got "
+                         f"{type(value).__name__}")
+    return value
+
+
+def _check_inner(inner_steps: int, alpha: float,
+                 steps_name: str = "inner_steps") -> None:
+    if isinstance(inner_steps, bool) or not isinstance(
+            inner_steps, (int, np.integer)) or inner_steps < 0:
+        raise ValueError(f"{steps_name} must be an integer >= 0, "
+                         f"got {inner_steps!r}")
+    _check_positive("alpha", alpha)
+
+
 # ------------------------------------------------------------------ losses
+
+# No label is ignored: F.cross_entropy's default ignore_index (-100) would
+# give a wrong label -100 a loss of 0 instead of an error.
+_NO_IGNORE = -(2 ** 63)
 
 
 def mse_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean squared error over a task's examples: ``(..., n, d) -> (...)``."""
+    """Mean squared error over a task's examples: ``(..., n, d) -> (...)``.
+
+    ``pred`` and ``target`` must have the same shape (no broadcasting).
+    """
+    _check_float_tensor("pred", pred, 2)
+    _check_float_tensor("target", target)
+    if target.shape != pred.shape:
+        raise ValueError(f"target must have pred's shape {tuple(pred.shape)}, "
+                         f"got {tuple(target.shape)}")
+    if pred.shape[-2] == 0 or pred.shape[-1] == 0:
+        raise ValueError(f"pred must hold at least one example and one "
+                         f"output, got shape {tuple(pred.shape)}")
     return ((pred - target) ** 2).mean(dim=(-2, -1))
+
+
+def _check_logits(logits: torch.Tensor, labels: torch.Tensor) -> None:
+    _check_float_tensor("logits", logits, 2)
+    _check_labels("labels", labels)
+    if labels.shape != logits.shape[:-1]:
+        raise ValueError(f"labels must have shape {tuple(logits.shape[:-1])} "
+                         f"(logits' without the class axis), got "
+                         f"{tuple(labels.shape)}")
+    if logits.shape[-2] == 0 or logits.shape[-1] == 0:
+        raise ValueError(f"logits must hold at least one example and one "
+                         f"class, got shape {tuple(logits.shape)}")
 
 
 def cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Cross-entropy averaged over a task's examples: ``(..., n, C), (..., n) -> (...)``."""
-    ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), reduction="none")
+    _check_logits(logits, labels)
+    try:
+        ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]),
+                             labels.reshape(-1).long(), reduction="none",
+                             ignore_index=_NO_IGNORE)
+    except IndexError:  # CPU: a label outside [0, C - 1]
+        raise ValueError(f"labels must be in [0, {logits.shape[-1] - 1}], "
+                         f"got [{int(labels.min())}, {int(labels.max())}]"
+                         ) from None
     return ce.view(labels.shape).mean(-1)
 
 
@@ -90,8 +192,7 @@ def summed_cross_entropy(k_shot: int) -> LossFn:
     For N-way K-shot this is N times the mean, so Finn's alpha = 0.4 (5-way) on it equals
     alpha = 2.0 on :func:`cross_entropy`.
     """
-    if k_shot < 1:
-        raise ValueError(f"k_shot must be >= 1, got {k_shot}")
+    k_shot = D._check_count("k_shot", k_shot)
 
     def loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return cross_entropy(logits, labels) * (labels.shape[-1] / k_shot)
@@ -102,20 +203,14 @@ def summed_cross_entropy(k_shot: int) -> LossFn:
 
 def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Share of correct predictions per task: ``(..., n, C), (..., n) -> (...)``."""
+    _check_logits(logits, labels)
     return (logits.argmax(-1) == labels).float().mean(-1)
 
 
-# ------------------------------------------------------------------ checks
-
-
-def _check_inner(inner_steps: int, alpha: float) -> None:
-    if isinstance(inner_steps, bool) or not isinstance(inner_steps, (int, np.integer)) or inner_steps < 0:
-        raise ValueError(f"inner_steps must be an integer >= 0, got {inner_steps!r}")
-    if not isinstance(alpha, (int, float, np.floating)) or not math.isfinite(alpha) or alpha <= 0:
-        raise ValueError(f"alpha must be positive and finite, got {alpha!r}")
-
-
-def _check_xy(x: torch.Tensor, y: torch.Tensor, n_out: int | None, classify: bool, what: str) -> None:
+def _check_xy(x: torch.Tensor, y: torch.Tensor, n_out: int | None,
+              classify: bool, what: str) -> None:
+    _check_tensor(f"{what}_x", x, 1)
+    _check_tensor(f"{what}_y", y, 1)
     if x.shape[0] != y.shape[0]:
         raise ValueError(f"{what}_x and {what}_y must hold the same number of "
                          f"{'tasks' if x.dim() > 2 + classify else 'examples'}: "
@@ -132,14 +227,72 @@ def _n_out(model: nn.Module) -> int | None:
 
 
 def _is_classifier(model: nn.Module, y: torch.Tensor) -> bool:
-    return not torch.is_floating_point(y)
+    return isinstance(y, torch.Tensor) and not torch.is_floating_point(y)
 
 
 # ------------------------------------------------------------------ one task
 
 
+def _check_params(model: nn.Module, params: Any, n_tasks: int | None = None,
+                  complete: bool = False) -> None:
+    """``params`` are tensors named as ``model``'s parameters (or buffers), of
+    their shapes (after a leading task axis of ``n_tasks`` when given)."""
+    if not isinstance(params, Mapping):
+        raise ValueError(f"params must be a mapping from parameter names to "
+                         f"tensors, got {type(params).__name__}")
+    own = dict(model.named_parameters())
+    known = {**dict(model.named_buffers()), **own}
+    unknown = [n for n in params if n not in known]
+    if unknown:
+        raise ValueError(f"params holds names that are not parameters of the "
+                         f"model: {unknown}; allowed: {list(known)}")
+    missing = [n for n in own if n not in params] if complete else []
+    if missing:
+        raise ValueError(f"params must hold every parameter of the model, "
+                         f"missing {missing}")
+    lead = () if n_tasks is None else (n_tasks,)
+    for n, v in params.items():
+        want = lead + tuple(known[n].shape)
+        if not isinstance(v, torch.Tensor) or tuple(v.shape) != want:
+            got = tuple(v.shape) if isinstance(v, torch.Tensor) else v
+            raise ValueError(f"params[{n!r}] must be a tensor of shape "
+                             f"{want}, got {got!r}")
+
+
+def _check_input(model: nn.Module, params: Mapping[str, torch.Tensor],
+                 x: Any, name: str, tasks: bool = False) -> None:
+    """``x`` fits the book's networks (other modules check their own input):
+    ``(n, 1)`` for a SinusoidMLP, ``(n, C, H, W)`` for a ConvNet, with a
+    leading task axis when ``tasks``; the weights' dtype."""
+    _check_tensor(name, x)
+    if isinstance(model, SinusoidMLP):
+        width = (model.body[0] if len(model.body) else model.head).in_features
+        ok = (x.dim() == 3 if tasks else x.dim() >= 2) and (
+            x.shape[-1] == width)
+        shape = f"{'(tasks, n' if tasks else '(..., n'}, {width})"
+    elif isinstance(model, ConvNet):
+        channels = model.body[0][0].in_channels
+        # n >= 1: BatchNorm takes its statistics from the batch
+        ok = x.dim() == 4 + tasks and x.shape[-3] == channels and min(
+            x.shape[-4:]) >= 1
+        shape = f"{'(tasks, n' if tasks else '(n'}, {channels}, H, W), n >= 1,"
+    else:
+        return
+    if not ok:
+        raise ValueError(f"{name} must be {shape} for "
+                         f"{type(model).__name__}, got {tuple(x.shape)}")
+    ref = next(iter(params.values()), None)
+    ref = next(model.parameters()) if ref is None else ref
+    if x.dtype != ref.dtype:
+        raise ValueError(f"{name} must have the weights' dtype {ref.dtype}, "
+                         f"got {x.dtype}")
+
+
 def predict(model: nn.Module, params: Mapping[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
     """The model's output on ``x`` with weights ``params`` (``torch.func.functional_call``)."""
+    _check_module("model", model)
+    _check_params(model, params)
+    _check_input(model, params, x, "x")
     return functional_call(model, dict(params), (x,))
 
 
@@ -148,11 +301,29 @@ def _initial(model: nn.Module, params: Mapping[str, torch.Tensor] | None) -> Par
 
 
 def _names(model: nn.Module, params: Params, adapt_names: Sequence[str] | None) -> list[str]:
+    if adapt_names is not None and (isinstance(adapt_names, (str, bytes))
+                                    or not isinstance(adapt_names, Iterable)):
+        raise ValueError(f"adapt_names must be None or a list of parameter "
+                         f"names, got {adapt_names!r}")
     names = list(params) if adapt_names is None else list(adapt_names)
     unknown = [n for n in names if n not in params]
     if unknown:
         raise ValueError(f"adapt_names holds names that are not parameters: {unknown}")
+    if not names:
+        raise ValueError("adapt_names must name at least one parameter, "
+                         "got none")
     return names
+
+
+def _check_adapt_args(model: nn.Module, loss_fn: Any, inner_steps: Any,
+                      alpha: Any, params: Any, first_order: Any,
+                      complete: bool = False) -> None:
+    _check_module("model", model)
+    _check_callable("loss_fn", loss_fn)
+    _check_inner(inner_steps, alpha)
+    _check_flag("first_order", first_order)
+    if params is not None:
+        _check_params(model, params, complete=complete)
 
 
 def _apply(params: Params, names: list[str], targets: list[torch.Tensor], loss: torch.Tensor,
@@ -172,7 +343,12 @@ def _adapt(forward: Callable[[Params, torch.Tensor], torch.Tensor], params: Para
                                for n in names if not params[n].requires_grad}}
     with torch.enable_grad():
         for _ in range(inner_steps):
-            loss = loss_fn(forward(params, support_x), support_y).sum()
+            loss = loss_fn(forward(params, support_x), support_y)
+            if not (isinstance(loss, torch.Tensor) and loss.requires_grad):
+                raise ValueError("loss_fn must return a differentiable loss "
+                                 "tensor (e.g. mse_loss, cross_entropy), got "
+                                 f"{type(loss).__name__}")
+            loss = loss.sum()
             targets = [params[n] for n in names]
             params = _apply(params, names, targets, loss, alpha, first_order)
     return params
@@ -190,12 +366,14 @@ def adapt(model: nn.Module, support_x: torch.Tensor, support_y: torch.Tensor, *,
     ``first_order=True`` the inner gradients are constants (FOMAML). ``adapt_names`` restricts
     the update to some parameters (ANIL: the head's). ``inner_steps=0`` returns ``params``.
     """
-    _check_inner(inner_steps, alpha)
+    _check_adapt_args(model, loss_fn, inner_steps, alpha, params, first_order)
     _check_xy(support_x, support_y, _n_out(model), _is_classifier(model, support_y), "support")
     p = _initial(model, params)
+    _check_input(model, p, support_x, "support_x")
     names = _names(model, p, adapt_names)
-    return _adapt(lambda q, x: predict(model, q, x), p, names, support_x, support_y, loss_fn,
-                  inner_steps, alpha, first_order)
+    return _adapt(lambda q, x: functional_call(model, q, (x,)), p, names,
+                  support_x, support_y, loss_fn, inner_steps, alpha,
+                  first_order)
 
 
 # ------------------------------------------------------------------ many tasks at once
@@ -249,14 +427,29 @@ def predict_tasks(model: nn.Module, params: Mapping[str, torch.Tensor],
 
     Equal to ``predict(model, params_t, x[t])`` for every task ``t``, computed in one pass.
     """
+    if not supports_task_batch(model):
+        raise ValueError(f"model must be a SinusoidMLP or a ConvNet for "
+                         f"predict_tasks, got {type(model).__name__}; loop "
+                         f"over tasks with adapt() and predict() instead")
+    _check_tensor("x", x, 1)
+    if x.shape[0] == 0:
+        raise ValueError(f"x must hold at least one task, got shape "
+                         f"{tuple(x.shape)}")
+    _check_params(model, params, x.shape[0], complete=True)
+    _check_input(model, params, x, "x", tasks=True)
+    return _predict_tasks(model, params, x)
+
+
+def _predict_tasks(model: nn.Module, params: Mapping[str, torch.Tensor],
+                   x: torch.Tensor) -> torch.Tensor:
     params = dict(params)
     if isinstance(model, SinusoidMLP):
         return _mlp_tasks(model, params, x)
     if isinstance(model, ConvNet):
         feats = _convnet_features_tasks(model, params, x)
         return _linear_tasks(feats, params["head.weight"], params["head.bias"])
-    raise TypeError(f"predict_tasks knows SinusoidMLP and ConvNet, not {type(model).__name__}; "
-                    f"loop over tasks with adapt() and predict() instead")
+    raise ValueError(f"model must be a SinusoidMLP or a ConvNet, got "
+                     f"{type(model).__name__}")
 
 
 def adapt_tasks(model: nn.Module, support_x: torch.Tensor, support_y: torch.Tensor, *,
@@ -268,15 +461,24 @@ def adapt_tasks(model: nn.Module, support_x: torch.Tensor, support_y: torch.Tens
     Returns fast weights with a leading task axis. Because no task's loss depends on another
     task's copy of the weights, the gradient of the summed loss is every task's own gradient.
     """
-    _check_inner(inner_steps, alpha)
-    if support_x.dim() < 3:
-        raise ValueError(f"support_x must be (tasks, examples, ...), got {tuple(support_x.shape)}")
+    _check_adapt_args(model, loss_fn, inner_steps, alpha, params, first_order,
+                      complete=True)
+    _check_tensor("support_x", support_x)
+    if support_x.dim() < 3 or support_x.shape[0] == 0:
+        raise ValueError(f"support_x must be (tasks, examples, ...) with "
+                         f"tasks >= 1, got {tuple(support_x.shape)}")
+    if not supports_task_batch(model):
+        raise ValueError(f"model must be a SinusoidMLP or a ConvNet for "
+                         f"adapt_tasks, got {type(model).__name__}; loop "
+                         f"over tasks with adapt() instead")
     _check_xy(support_x, support_y, _n_out(model), _is_classifier(model, support_y), "support")
     base = _initial(model, params)
+    _check_input(model, base, support_x, "support_x", tasks=True)
     names = _names(model, base, adapt_names)
     p = _expand(base, support_x.shape[0])
-    return _adapt(lambda q, x: predict_tasks(model, q, x), p, names, support_x, support_y,
-                  loss_fn, inner_steps, alpha, first_order)
+    return _adapt(lambda q, x: _predict_tasks(model, q, x), p, names,
+                  support_x, support_y, loss_fn, inner_steps, alpha,
+                  first_order)
 
 
 # ------------------------------------------------------------------ the meta-objective
@@ -284,6 +486,40 @@ def adapt_tasks(model: nn.Module, support_x: torch.Tensor, support_y: torch.Tens
 
 def _batch_fields(batch: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     return batch.support_x, batch.support_y, batch.query_x, batch.query_y
+
+
+_FIELDS = ("support_x", "support_y", "query_x", "query_y")
+
+
+def _check_batch(batch: Any) -> tuple[torch.Tensor, ...]:
+    """The fields of a task batch, each ``(T, n, ...)`` with ``T >= 1``."""
+    for f in _FIELDS:
+        if not isinstance(getattr(batch, f, None), torch.Tensor):
+            raise ValueError(f"batch must have the tensor fields {_FIELDS} "
+                             f"(a task batch with a leading task axis), got "
+                             f"{type(batch).__name__} without {f}")
+    sx, sy, qx, qy = _batch_fields(batch)
+    for f, v in zip(_FIELDS, (sx, sy, qx, qy)):
+        if v.dim() < 2 or v.shape[0] != sx.shape[0] or v.shape[0] < 1:
+            raise ValueError(f"batch.{f} must be (tasks, examples, ...) "
+                             f"with tasks >= 1 as support_x's "
+                             f"{tuple(sx.shape[:1])}, got {tuple(v.shape)}")
+    for x, y, what in ((sx, sy, "support"), (qx, qy, "query")):
+        if x.shape[1] != y.shape[1]:
+            raise ValueError(f"batch.{what}_y must hold one target per "
+                             f"example of batch.{what}_x ({x.shape[1]}), "
+                             f"got shape {tuple(y.shape)}")
+    return sx, sy, qx, qy
+
+
+def _check_losses(losses: Any, shape: tuple[int, ...],
+                  name: str = "loss_fn") -> torch.Tensor:
+    if not isinstance(losses, torch.Tensor) or tuple(losses.shape) != shape:
+        got = (tuple(losses.shape) if isinstance(losses, torch.Tensor)
+               else losses)
+        raise ValueError(f"{name} must return one number per task, shape "
+                         f"{shape}, got {got!r}")
+    return losses
 
 
 def query_loss(model: nn.Module, batch: Any, *, loss_fn: LossFn, inner_steps: int, alpha: float,
@@ -298,7 +534,12 @@ def query_loss(model: nn.Module, batch: Any, *, loss_fn: LossFn, inner_steps: in
     picks the layout (default: the task-batch layout where the network supports it).
     ``params`` are the initial weights (default: the model's own).
     """
-    sx, sy, qx, qy = _batch_fields(batch)
+    _check_module("model", model)
+    sx, sy, qx, qy = _check_batch(batch)
+    _check_callable("loss_fn", loss_fn)
+    _check_callable("inner_loss_fn", inner_loss_fn, optional=True)
+    if batched is not None:
+        _check_flag("batched", batched)
     inner_loss_fn = loss_fn if inner_loss_fn is None else inner_loss_fn
     if batched is None:
         # Measured on a 2-core CPU: the grouped-convolution layout wins for the MLP, the
@@ -310,14 +551,14 @@ def query_loss(model: nn.Module, batch: Any, *, loss_fn: LossFn, inner_steps: in
                            alpha=alpha, first_order=first_order, adapt_names=adapt_names,
                            params=params)
         out = predict_tasks(model, fast, qx)
-        return loss_fn(out, qy), out
+        return _check_losses(loss_fn(out, qy), (sx.shape[0],)), out
     losses, outs = [], []
     for t in range(sx.shape[0]):
         fast = adapt(model, sx[t], sy[t], loss_fn=inner_loss_fn, inner_steps=inner_steps,
                      alpha=alpha, first_order=first_order, adapt_names=adapt_names,
                      params=params)
         out = predict(model, fast, qx[t])
-        losses.append(loss_fn(out, qy[t]))
+        losses.append(_check_losses(loss_fn(out, qy[t]), ()))
         outs.append(out)
     return torch.stack(losses), torch.stack(outs)
 
@@ -355,9 +596,13 @@ def concurrent_meta_gradient(model: nn.Module, batch: Any, *, loss_fn: LossFn,
     """
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
-    sx, sy, qx, qy = _batch_fields(batch)
+    _check_module("model", model)
+    sx, sy, qx, qy = _check_batch(batch)
     n_tasks = sx.shape[0]
     names = [n for n, p in model.named_parameters() if p.requires_grad]
+    if not names:
+        raise ValueError("model must have parameters that require grad, "
+                         "got none")
     theta = dict(model.named_parameters())
     wanted = [theta[n] for n in names]
 
@@ -429,12 +674,37 @@ class MAMLConfig:
         if self.task not in ("sinusoid", "omniglot"):
             raise ValueError(f"task must be 'sinusoid' or 'omniglot', got {self.task!r}")
         _check_inner(self.inner_steps, self.alpha)
+        _check_inner(self.test_inner_steps, self.alpha, "test_inner_steps")
+        for name in ("n_way", "k_shot", "q_queries", "meta_batch",
+                     "test_queries"):
+            D._check_count(name, getattr(self, name))
+        D._check_count("iterations", self.iterations, 0)
+        _check_positive("meta_lr", self.meta_lr)
+        losses = ("mse", "summed", "mean")
+        if self.task == "omniglot":
+            losses = ("summed", "mean")
+            for name in ("split", "test_split"):
+                if getattr(self, name) not in D.SPLITS:
+                    raise ValueError(f"{name} must be one of {list(D.SPLITS)}"
+                                     f", got {getattr(self, name)!r}")
+        if self.inner_loss not in losses:
+            raise ValueError(f"inner_loss must be one of {list(losses)} for "
+                             f"task {self.task!r}, got {self.inner_loss!r}")
         _check_anneal(self.anneal_from, self.iterations)
+        if isinstance(self.hidden, (str, bytes)) or not isinstance(
+                self.hidden, Iterable):
+            raise ValueError(f"hidden must be a tuple of layer widths, got "
+                             f"{self.hidden!r}")
+        for width in self.hidden:
+            D._check_count("hidden", width)
         self.hidden = tuple(self.hidden)
 
 
 def build_model(config: MAMLConfig) -> nn.Module:
     """The network a config describes (SinusoidMLP or Finn's ConvNet)."""
+    if not isinstance(config, MAMLConfig):
+        raise ValueError(f"config must be a MAMLConfig, got "
+                         f"{type(config).__name__}")
     return SinusoidMLP(config.hidden) if config.task == "sinusoid" else ConvNet(config.n_way)
 
 
@@ -508,14 +778,40 @@ def meta_train(model: nn.Module, sample: Callable[[np.random.Generator], Any], *
     """
     from tqdm.auto import tqdm
 
+    _check_module("model", model)
+    _check_callable("sample", sample)
+    _check_callable("loss_fn", loss_fn)
     _check_inner(inner_steps, alpha)
-    if iterations < 0:
-        raise ValueError(f"iterations must be >= 0, got {iterations}")
+    D._check_count("iterations", iterations, 0)
+    _check_positive("meta_lr", meta_lr)
+    _check_flag("first_order", first_order)
+    _check_callable("inner_loss_fn", inner_loss_fn, optional=True)
+    _check_callable("metric", metric, optional=True)
+    _check_callable("save", save, optional=True)
+    if rng is not None and not isinstance(rng, np.random.Generator):
+        raise ValueError(f"rng must be None or a numpy Generator, got {rng!r}")
+    if isinstance(save_every_s, bool) or not isinstance(
+            save_every_s, (int, float, np.integer, np.floating)) or not (
+            save_every_s > 0):
+        raise ValueError(f"save_every_s must be a positive number of seconds "
+                         f"(inf: only at the end), got {save_every_s!r}")
+    D._check_count("log_every", log_every)
+    _check_flag("progress", progress)
+    if batched is not None:
+        _check_flag("batched", batched)
     _check_anneal(anneal_from, iterations)
-    if time_limit_s is not None and not (time_limit_s > 0 and math.isfinite(time_limit_s)):
-        raise ValueError(f"time_limit_s must be positive and finite, got {time_limit_s}")
+    if time_limit_s is not None:
+        _check_positive("time_limit_s", time_limit_s)
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
+    keys = ("model", "optimizer", "rng", "torch_rng", "history", "iteration",
+            "elapsed_s")
+    if state is not None and not (isinstance(state, Mapping)
+                                  and all(k in state for k in keys)):
+        raise ValueError(f"state must be None or a saved state with the keys "
+                         f"{keys}, got {type(state).__name__}")
+    if next(model.parameters(), None) is None:
+        raise ValueError("model must have parameters, got none")
     device = next(model.parameters()).device
     rng = np.random.default_rng(0) if rng is None else rng
     opt = torch.optim.Adam(model.parameters(), lr=meta_lr)
@@ -586,7 +882,7 @@ def meta_train(model: nn.Module, sample: Callable[[np.random.Generator], Any], *
 def _to_device(batch: Any, device: torch.device) -> Any:
     """``batch`` (a dataclass or named tuple of tensors and arrays) with its tensors on
     ``device``; the batch itself when they are there already."""
-    fields = _batch_fields(batch)
+    fields = _check_batch(batch)
     if all(t.device == device for t in fields):
         return batch
     moved = dict(zip(("support_x", "support_y", "query_x", "query_y"),
@@ -608,11 +904,21 @@ def evaluate(model: nn.Module, tasks: Iterable[Any], *, loss_fn: LossFn, inner_s
     from tqdm.auto import tqdm
 
     _check_inner(inner_steps, alpha)
+    _check_callable("metric", metric)
+    _check_flag("progress", progress)
+    if isinstance(tasks, (str, bytes, Mapping)) or not isinstance(
+            tasks, Iterable):
+        raise ValueError(f"tasks must be an iterable of task batches, got "
+                         f"{type(tasks).__name__}")
     scores = []
     for batch in tqdm(tasks, disable=not progress, desc="evaluate", mininterval=1.0):
         _, out = query_loss(model, batch, loss_fn=loss_fn, inner_steps=inner_steps, alpha=alpha,
                             first_order=True, adapt_names=adapt_names, inner_loss_fn=inner_loss_fn)
-        scores.append(metric(out.detach(), batch.query_y).reshape(-1).numpy())
+        score = metric(out.detach(), batch.query_y)
+        _check_losses(score, (out.shape[0],), "metric")
+        scores.append(score.reshape(-1).numpy())
+    if not scores:
+        raise ValueError("tasks must yield at least one task batch, got none")
     return np.concatenate(scores)
 
 
@@ -627,10 +933,16 @@ def adaptation_curve(model: nn.Module, batch: Any, *, loss_fn: LossFn, alpha: fl
     One pass of ``max_steps`` steps, scoring the query set after each (``metric`` defaults to
     ``loss_fn``); the same numbers as calling :func:`evaluate` once per step count.
     """
-    _check_inner(max_steps, alpha)
+    _check_module("model", model)
+    _check_inner(max_steps, alpha, "max_steps")
+    _check_callable("loss_fn", loss_fn)
+    _check_callable("metric", metric, optional=True)
+    _check_callable("inner_loss_fn", inner_loss_fn, optional=True)
     metric = loss_fn if metric is None else metric
     inner_loss_fn = loss_fn if inner_loss_fn is None else inner_loss_fn
-    sx, sy, qx, qy = _batch_fields(batch)
+    sx, sy, qx, qy = _check_batch(batch)
+    if batched is not None:
+        _check_flag("batched", batched)
     if batched is None:
         batched = supports_task_batch(model) and (
             isinstance(model, SinusoidMLP) or next(model.parameters()).is_cuda)
@@ -644,7 +956,9 @@ def adaptation_curve(model: nn.Module, batch: Any, *, loss_fn: LossFn, alpha: fl
                               True)
                 fast = {n: p.detach() for n, p in fast.items()}
             with torch.no_grad():
-                rows.append(metric(predict_tasks(model, fast, qx), qy).reshape(-1).numpy())
+                score = metric(predict_tasks(model, fast, qx), qy)
+                _check_losses(score, (sx.shape[0],), "metric")
+                rows.append(score.reshape(-1).numpy())
         return np.stack(rows)
     for t in range(sx.shape[0]):
         fast = dict(model.named_parameters())
@@ -655,7 +969,8 @@ def adaptation_curve(model: nn.Module, batch: Any, *, loss_fn: LossFn, alpha: fl
                     model, sx[t], sy[t], loss_fn=inner_loss_fn, inner_steps=1, alpha=alpha,
                     params=fast, first_order=True, adapt_names=adapt_names).items()}
             with torch.no_grad():
-                col.append(float(metric(predict(model, fast, qx[t]), qy[t])))
+                score = metric(predict(model, fast, qx[t]), qy[t])
+                col.append(float(_check_losses(score, (), "metric")))
         rows.append(col)
     return np.array(rows).T
 
@@ -723,6 +1038,9 @@ def _sampler(config: MAMLConfig, split: str | None = None, *, n_way: int | None 
 
 def load_model(name: str) -> tuple[nn.Module, MAMLConfig, dict[str, Any]]:
     """A trained checkpoint as ``(model, config, manifest entry)``, its sha256 checked."""
+    if not isinstance(name, str):
+        raise ValueError(f"name must be a checkpoint name (a string), got "
+                         f"{name!r}")
     state, entry = load_checkpoint(name)
     config = MAMLConfig(**entry["config"])
     model = build_model(config)
@@ -739,6 +1057,9 @@ def train_sinusoid(iterations: int, *, k_shot: int = 10, inner_steps: int = 1, a
     A few hundred iterations take seconds on a CPU and already learn a useful initialisation;
     the ``maml-sinusoid`` checkpoint is the full 70,000-step run.
     """
+    D._check_count("k_shot", k_shot)
+    D._check_count("meta_batch", meta_batch)
+    D._check_count("seed", seed, 0)
     torch.manual_seed(seed)
     model = SinusoidMLP()
     history = meta_train(model, lambda rng: D.sample_sinusoid_tasks(meta_batch, k_shot, k_shot, seed=rng),
@@ -751,6 +1072,21 @@ def train_sinusoid(iterations: int, *, k_shot: int = 10, inner_steps: int = 1, a
 def compact_history(history: list[dict[str, float]], max_rows: int = 200) -> list[dict[str, float]]:
     """At most ``max_rows`` rows: consecutive rows averaged in equal bins (the last
     iteration of each bin kept), small enough for a manifest entry and a plot."""
+    max_rows = D._check_count("max_rows", max_rows)
+    if isinstance(history, (str, bytes, Mapping)) or not isinstance(
+            history, Sequence):
+        raise ValueError(f"history must be a list of rows (dicts), got "
+                         f"{type(history).__name__}")
+    keys = set(history[0]) if len(history) and isinstance(
+        history[0], Mapping) else {"iteration"}
+    for r in history:
+        if not isinstance(r, Mapping) or set(r) != keys or (
+                "iteration" not in r):
+            raise ValueError(f"history must hold rows (dicts) with the same "
+                             f"keys, 'iteration' among them, got {r!r}")
+        if not all(isinstance(v, (int, float, np.integer, np.floating))
+                   and not isinstance(v, bool) for v in r.values()):
+            raise ValueError(f"history rows must hold numbers, got {r!r}")
     if len(history) <= max_rows:
         return [dict(r) for r in history]
     edges = np.linspace(0, len(history), max_rows + 1).astype(int)
@@ -769,8 +1105,16 @@ def tune_alpha(model: nn.Module, batch: Any, alphas: Sequence[float], *, loss_fn
     """The inner rate from ``alphas`` that scores best after ``inner_steps`` steps on
     ``batch`` (validation tasks), and every alpha's mean score. Finn et al. tune the
     fine-tuning step size of their pretrained baseline this way."""
+    if isinstance(alphas, (str, bytes)) or not isinstance(
+            alphas, (Sequence, np.ndarray)):
+        raise ValueError(f"alphas must be a list of inner rates, got "
+                         f"{alphas!r}")
     if len(alphas) == 0:
         raise ValueError("alphas must hold at least one value")
+    for a in alphas:
+        _check_positive("alphas", a)
+    _check_inner(inner_steps, 1.0)
+    _check_flag("higher_is_better", higher_is_better)
     scores = np.array([adaptation_curve(model, batch, loss_fn=loss_fn, alpha=a,
                                         max_steps=inner_steps, metric=metric)[-1].mean()
                        for a in alphas])
@@ -824,7 +1168,7 @@ def recipe_config(name: str, iterations: int | None = None) -> MAMLConfig:
     A shorter or longer run keeps the recipe's anneal length: the outer rate is annealed over
     the same number of final iterations (all of them when the run is shorter than that).
     """
-    if name not in CONFIGS:
+    if not isinstance(name, str) or name not in CONFIGS:
         raise ValueError(f"name must be one of {sorted(CONFIGS)}, got {name!r}")
     config = MAMLConfig(**asdict(CONFIGS[name]))
     if iterations is None:
@@ -865,11 +1209,13 @@ def _train_recipe(name: str) -> Callable[[argparse.Namespace], None]:
         def save(s: dict[str, Any]) -> None:
             s["config"] = asdict(config)
             save_state(name, s)
-            save_checkpoint(name, s["model"], config=asdict(config), command=_command(args),
-                            seed=args.seed, iterations=s["iteration"],
-                            wall_time_s=s["elapsed_s"],
+            # the run's folder, never the book's checkpoints/ (train --promote copies it)
+            save_checkpoint(name, s["model"], config=asdict(config),
+                            command=_command(args), seed=args.seed,
+                            iterations=s["iteration"], wall_time_s=s["elapsed_s"],
                             metrics={"history": compact_history(s["history"]),
-                                     "sessions": s["sessions"]})
+                                     "sessions": s["sessions"]},
+                            directory=run_dir(name))
 
         meta_train(model, _sampler(config), loss_fn=outer, inner_loss_fn=inner,
                    iterations=config.iterations, inner_steps=config.inner_steps,
@@ -887,6 +1233,9 @@ def _train_recipe(name: str) -> Callable[[argparse.Namespace], None]:
     return train
 
 
+PROTOCOLS = ("book", "paper")
+
+
 def _evaluate_recipe(name: str) -> Callable[[argparse.Namespace], dict[str, Any]]:
     def run(args: argparse.Namespace) -> dict[str, Any]:
         model, config, _ = load_model(name)
@@ -895,29 +1244,53 @@ def _evaluate_recipe(name: str) -> Callable[[argparse.Namespace], dict[str, Any]
         alpha = config.alpha if args.alpha is None else args.alpha
         k = args.shots or (5 if config.task == "sinusoid" else config.k_shot)
         n_way = args.ways or config.n_way
+        protocol = getattr(args, "protocol", None) or "book"
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be one of {list(PROTOCOLS)}, "
+                             f"got {protocol!r}")
         if config.task == "omniglot" and n_way != config.n_way:
             raise ValueError(f"--ways must be {config.n_way} for {name} (its head has "
                              f"{config.n_way} outputs), got {n_way}")
+        # Tasks go 50 to a batch, fewer when fewer are asked for, so that the cost
+        # grows with --tasks (600 tasks draw the same batches as before).
+        per_batch = min(50, args.tasks)
+        queries = None
         if config.task == "sinusoid":
-            sample = _sampler(config, k_shot=k, q_queries=100, n_tasks=50)
+            sample = _sampler(config, k_shot=k, q_queries=100, n_tasks=per_batch)
         else:
-            sample = _sampler(config, args.split or config.test_split, k_shot=k, n_tasks=50,
-                              n_way=n_way, q_queries=min(config.test_queries, 20 - k))
+            if k >= 20:
+                raise ValueError(f"--shots must be below 20 (an Omniglot character "
+                                 f"has 20 drawings), got {k}")
+            # BatchNorm uses the statistics of the query batch at test time (Finn et
+            # al.'s transductive setting), so the layout changes the number: Finn's
+            # code scores one query per class ("paper"); the book 15 ("book").
+            queries = 1 if protocol == "paper" else min(config.test_queries, 20 - k)
+            sample = _sampler(config, args.split or config.test_split, k_shot=k,
+                              n_tasks=per_batch, n_way=n_way, q_queries=queries)
         rng = np.random.default_rng(args.seed)
-        n_batches = math.ceil(args.tasks / 50)
+        n_batches = math.ceil(args.tasks / per_batch)
         inner, outer = _losses(config, k)
         metric = mse_loss if config.task == "sinusoid" else accuracy
-        scores = evaluate(model, (sample(rng) for _ in range(n_batches)), loss_fn=outer,
-                          inner_loss_fn=inner, inner_steps=steps, alpha=alpha, metric=metric,
-                          adapt_names=_adapt_names(model, config), progress=True)[:args.tasks]
+        from tqdm.auto import tqdm
+
+        batches = tqdm((sample(rng) for _ in range(n_batches)), total=n_batches,
+                       desc=f"evaluate {name} ({per_batch} tasks a batch)",
+                       mininterval=1.0)
+        scores = evaluate(model, batches, loss_fn=outer, inner_loss_fn=inner,
+                          inner_steps=steps, alpha=alpha, metric=metric,
+                          adapt_names=_adapt_names(model, config))[:args.tasks]
         if config.task == "omniglot":
             scores = scores * 100
         mean, ci = mean_ci95(scores)
-        settings = {"k_shot": k, "inner_steps": steps, "alpha": alpha, "seed": args.seed}
+        settings = {"k_shot": k, "inner_steps": steps, "alpha": alpha,
+                    "seed": args.seed}
         if config.task == "omniglot":
-            settings.update(split=args.split or config.test_split, n_way=n_way)
-        return {"metric": "mse" if config.task == "sinusoid" else "accuracy", "mean": mean,
-                "ci95": ci, "tasks": int(len(scores)), "settings": settings}
+            settings.update(split=args.split or config.test_split, n_way=n_way,
+                            protocol=protocol, queries_per_class=queries)
+        q25, median, q75 = (float(v) for v in np.percentile(scores, [25, 50, 75]))
+        return {"metric": "mse" if config.task == "sinusoid" else "accuracy",
+                "mean": mean, "ci95": ci, "median": median, "iqr": [q25, q75],
+                "tasks": int(len(scores)), "settings": settings}
     return run
 
 
@@ -932,7 +1305,16 @@ def _recipes() -> dict[str, Any]:
         "anil-omniglot-5w1s": "ANIL (head-only inner loop), Omniglot 5-way 1-shot",
         "fomaml-omniglot-5w1s": "first-order MAML, Omniglot 5-way 1-shot",
     }
-    return {n: Recipe(n, summaries[n], _train_recipe(n), _evaluate_recipe(n)) for n in CONFIGS}
+    flags = {"tasks", "shots", "steps", "alpha", "seed"}
+    omniglot = frozenset(flags | {"ways", "split", "protocol", "allow_seen"})
+    return {n: Recipe(n, summaries[n], _train_recipe(n), _evaluate_recipe(n),
+                      evaluate_flags=(omniglot if CONFIGS[n].task == "omniglot"
+                                      else frozenset(flags)),
+                      trained_on=(CONFIGS[n].split if CONFIGS[n].task == "omniglot"
+                                  else None),
+                      test_split=(CONFIGS[n].test_split
+                                  if CONFIGS[n].task == "omniglot" else None))
+            for n in CONFIGS}
 
 
 RECIPES = _recipes()

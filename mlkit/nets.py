@@ -15,8 +15,17 @@ the parameters whose names start with ``head.``.
 
 from __future__ import annotations
 
+from numbers import Integral
+
 import torch
 from torch import nn
+
+
+def _check_width(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    return value
+
 
 __all__ = ["SinusoidMLP", "ConvNet", "ConvEmbedding", "InductiveConvEmbedding", "conv_block",
            "head_parameter_names"]
@@ -27,6 +36,12 @@ class SinusoidMLP(nn.Module):
 
     def __init__(self, hidden: tuple[int, ...] = (40, 40)) -> None:
         super().__init__()
+        if isinstance(hidden, (str, bytes)) or not isinstance(
+                hidden, (tuple, list)):
+            raise ValueError(f"hidden must be a tuple of layer widths, got "
+                             f"{hidden!r}")
+        for h in hidden:
+            _check_width("hidden", h)
         layers: list[nn.Module] = []
         width = 1
         for h in hidden:
@@ -42,6 +57,9 @@ class SinusoidMLP(nn.Module):
 def conv_block(in_channels: int, out_channels: int, *, stride: int = 1,
                pool: bool = False) -> nn.Sequential:
     """3x3 conv -> BatchNorm (batch statistics) -> ReLU [-> 2x2 max-pool]."""
+    _check_width("in_channels", in_channels)
+    _check_width("out_channels", out_channels)
+    _check_width("stride", stride)
     layers: list[nn.Module] = [
         nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1),
         nn.BatchNorm2d(out_channels, track_running_stats=False),
@@ -60,8 +78,9 @@ class ConvNet(nn.Module):
 
     def __init__(self, n_way: int, *, hidden: int = 64, in_channels: int = 1) -> None:
         super().__init__()
-        if n_way < 1:
-            raise ValueError(f"n_way must be >= 1, got {n_way}")
+        _check_width("n_way", n_way)
+        _check_width("hidden", hidden)
+        _check_width("in_channels", in_channels)
         self.n_way = n_way
         self.body = nn.Sequential(
             conv_block(in_channels, hidden, stride=2),
@@ -84,6 +103,11 @@ class ConvEmbedding(nn.Module):
     def __init__(self, *, hidden: int = 64, out_dim: int | None = None, in_channels: int = 1,
                  layers: int = 4) -> None:
         super().__init__()
+        for name, v in (("hidden", hidden), ("in_channels", in_channels),
+                        ("layers", layers)):
+            _check_width(name, v)
+        if out_dim is not None:
+            _check_width("out_dim", out_dim)
         out_dim = hidden if out_dim is None else out_dim
         chans = [in_channels] + [hidden] * (layers - 1) + [out_dim]
         self.body = nn.Sequential(*(conv_block(a, b, pool=True) for a, b in zip(chans, chans[1:])))
@@ -94,6 +118,9 @@ class ConvEmbedding(nn.Module):
 
 def head_parameter_names(model: nn.Module) -> list[str]:
     """Names of the head's parameters (those ANIL adapts in its inner loop)."""
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be a torch.nn.Module, got "
+                         f"{type(model).__name__}")
     return [n for n, _ in model.named_parameters() if n.startswith("head.")]
 
 
@@ -116,8 +143,14 @@ class InductiveConvEmbedding(nn.Module):
     def __init__(self, *, hidden: int = 64, out_dim: int | None = None, in_channels: int = 1,
                  layers: int = 4, normalize: bool = False) -> None:
         super().__init__()
-        if layers < 1:
-            raise ValueError(f"layers must be >= 1, got {layers}")
+        for name, v in (("hidden", hidden), ("in_channels", in_channels),
+                        ("layers", layers)):
+            _check_width(name, v)
+        if not isinstance(normalize, bool):
+            raise ValueError(f"normalize must be True or False, got "
+                             f"{normalize!r}")
+        if out_dim is not None:
+            _check_width("out_dim", out_dim)
         out_dim = hidden if out_dim is None else out_dim
         chans = [in_channels] + [hidden] * (layers - 1) + [out_dim]
         self.body = nn.Sequential(*(

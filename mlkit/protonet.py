@@ -11,7 +11,7 @@ alphabets and on Lake's 20 runs with the tools of :mod:`mlkit.siamese`.
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -19,10 +19,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from .checkpoints import ResumableRun, load_checkpoint
-from .data import EpisodeSampler, omniglot_classes
+from .data import EpisodeSampler, _check_count, omniglot_classes
 from .nets import InductiveConvEmbedding
-from .siamese import (embed_pool, eval_subset, evaluate_embedding, few_shot_accuracy,
-                      halving_rate, train_embedding_cli)
+from .siamese import (_check_run_args, _check_tensor, _check_training,
+                      embed_pool, eval_subset, evaluate_embedding,
+                      few_shot_accuracy, halving_rate, train_embedding_cli)
 
 __all__ = ["prototypes", "prototype_logits", "protonet_loss", "PROTONET_CONFIG",
            "build_protonet", "train_protonet", "load_protonet", "RECIPES"]
@@ -30,6 +31,8 @@ __all__ = ["prototypes", "prototype_logits", "protonet_loss", "PROTONET_CONFIG",
 
 def prototypes(support: torch.Tensor, support_y: torch.Tensor, n_way: int) -> torch.Tensor:
     """Class means of support embeddings ``(n, D)`` with labels 0..n_way-1: ``(n_way, D)``."""
+    _check_tensor("support", support)
+    _check_labels("support_y", support_y)
     if support.dim() != 2 or support_y.shape != support.shape[:1]:
         raise ValueError(f"support must be (n, D) and support_y (n,), got "
                          f"{tuple(support.shape)} and {tuple(support_y.shape)}")
@@ -48,6 +51,11 @@ def prototypes(support: torch.Tensor, support_y: torch.Tensor, n_way: int) -> to
 
 def prototype_logits(query: torch.Tensor, protos: torch.Tensor) -> torch.Tensor:
     """Snell et al.'s logits: minus the squared Euclidean distance, ``(queries, n_way)``."""
+    _check_tensor("query", query)
+    _check_tensor("protos", protos)
+    if not (query.is_floating_point() and protos.is_floating_point()):
+        raise ValueError(f"query and protos must be floating-point, got "
+                         f"{query.dtype} and {protos.dtype}")
     if query.dim() != 2 or protos.dim() != 2 or query.shape[1] != protos.shape[1]:
         raise ValueError(f"query (m, D) and protos (n_way, D) must share D, got "
                          f"{tuple(query.shape)} and {tuple(protos.shape)}")
@@ -61,10 +69,36 @@ def protonet_loss(embed: nn.Module, support_x: torch.Tensor, support_y: torch.Te
 
     Support and query go through ``embed`` in one call, as in Snell et al.'s code.
     """
+    if not callable(embed):
+        raise ValueError(f"embed must be an embedding network or a callable, "
+                         f"got {embed!r}")
+    for name, x in (("support_x", support_x), ("query_x", query_x)):
+        _check_tensor(name, x, 1)
+    if support_x.shape[1:] != query_x.shape[1:]:
+        raise ValueError(f"query_x must have support_x's image shape "
+                         f"{tuple(support_x.shape[1:])}, got "
+                         f"{tuple(query_x.shape[1:])}")
+    _check_labels("query_y", query_y)
+    if query_y.shape != query_x.shape[:1] or len(query_y) == 0:
+        raise ValueError(f"query_y must hold one label per query "
+                         f"({query_x.shape[0]} >= 1), got shape "
+                         f"{tuple(query_y.shape)}")
+    n_way = _check_count("n_way", n_way)
+    if int(query_y.min()) < 0 or int(query_y.max()) >= n_way:
+        raise ValueError(f"query_y must hold labels in [0, {n_way - 1}]")
     z = embed(torch.cat([support_x, query_x]))
     zs, zq = z[:len(support_x)], z[len(support_x):]
     logits = prototype_logits(zq, prototypes(zs, support_y, n_way))
     return F.cross_entropy(logits, query_y), (logits.argmax(1) == query_y).float().mean()
+
+
+def _check_labels(name: str, value: Any) -> torch.Tensor:
+    _check_tensor(name, value)
+    if value.is_floating_point() or value.is_complex() or (
+            value.dtype == torch.bool):
+        raise ValueError(f"{name} must be an integer tensor of class "
+                         f"labels, got {value.dtype}")
+    return value
 
 
 PROTONET_CONFIG: dict[str, Any] = {
@@ -85,6 +119,9 @@ PROTONET_CONFIG: dict[str, Any] = {
 
 def build_protonet(config: dict[str, Any]) -> InductiveConvEmbedding:
     """A fresh embedding network for a prototypical network with ``config``'s width."""
+    if not isinstance(config, Mapping):
+        raise ValueError(f"config must be a dict, got {type(config).__name__}")
+    _check_count("hidden", config.get("hidden", 64))
     return InductiveConvEmbedding(hidden=int(config.get("hidden", 64)))
 
 
@@ -100,10 +137,8 @@ def train_protonet(iterations: int, *, config: dict[str, Any] | None = None, see
     Resumable, and stopped by ``time_limit_s``, like :func:`mlkit.siamese.train_siamese`.
     Returns ``(embedding, history)``.
     """
-    cfg = {**PROTONET_CONFIG, **(config or {})}
-    if isinstance(iterations, bool) or not isinstance(iterations, (int, np.integer)) or (
-            iterations < 1):
-        raise ValueError(f"iterations must be an integer >= 1, got {iterations!r}")
+    cfg = _check_training(config, PROTONET_CONFIG)
+    _check_run_args(iterations, seed, resume, run_name, progress)
     torch.manual_seed(seed)
     pool = omniglot_classes(cfg["split"], rotations=cfg["rotations"])
     test_pool = eval_subset()
@@ -157,6 +192,9 @@ def train_protonet(iterations: int, *, config: dict[str, Any] | None = None, see
 def load_protonet(name: str = "protonet-omniglot"
                   ) -> tuple[InductiveConvEmbedding, dict[str, Any]]:
     """The trained embedding of checkpoint ``name`` (in ``eval()`` mode) and its entry."""
+    if not isinstance(name, str):
+        raise ValueError(f"name must be a checkpoint name (a string), got "
+                         f"{name!r}")
     state, entry = load_checkpoint(name)
     net = build_protonet(entry["config"])
     net.load_state_dict(state)
@@ -180,10 +218,14 @@ def _evaluate_cli(args: argparse.Namespace) -> dict[str, Any]:
 def _recipes() -> dict[str, Any]:
     from .__main__ import Recipe
 
+    from .siamese import EMBEDDING_FLAGS, EMBEDDING_TRAIN_FLAGS
+
     return {"protonet-omniglot": Recipe(
         "protonet-omniglot",
         "Prototypical network (Snell et al. 2017) on Lake's background alphabets",
-        _train_cli, _evaluate_cli)}
+        _train_cli, _evaluate_cli, evaluate_flags=EMBEDDING_FLAGS,
+        train_flags=EMBEDDING_TRAIN_FLAGS, trained_on="background",
+        test_split="evaluation")}
 
 
 RECIPES = _recipes()

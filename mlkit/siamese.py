@@ -30,16 +30,18 @@ from __future__ import annotations
 import argparse
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoints import (ResumableRun, load_checkpoint, load_state, manifest, record_metrics,
-                          save_checkpoint)
-from .data import DRAWINGS, ClassPool, Episode, load_lake_runs, omniglot_classes
+from .checkpoints import (ResumableRun, load_checkpoint, load_state, manifest, promote,
+                          record_metrics, run_dir, save_checkpoint)
+from .data import (DRAWINGS, SPLITS, ClassPool, Episode, _check_count,
+                   load_lake_runs, omniglot_classes)
 from .nets import InductiveConvEmbedding
 from .stats import mean_ci95
 
@@ -98,6 +100,72 @@ LOSS_FORMS = ("source", "hadsell")
 # --------------------------------------------------------------------------------------
 
 
+# -----------------------------------------------------------------------------
+# Argument checks
+# -----------------------------------------------------------------------------
+
+
+def _check_tensor(name: str, value: Any, min_dim: int = 0) -> torch.Tensor:
+    if not isinstance(value, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got "
+                         f"{type(value).__name__}")
+    if value.dim() < min_dim:
+        raise ValueError(f"{name} must have at least {min_dim} dimension(s), "
+                         f"got shape {tuple(value.shape)}")
+    return value
+
+
+def _check_number(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(
+            value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    return float(value)
+
+
+def _check_positive(name: str, value: Any) -> float:
+    if not (math.isfinite(_check_number(name, value)) and value > 0):
+        raise ValueError(f"{name} must be positive and finite, got {value!r}")
+    return float(value)
+
+
+def _check_seed(seed: Any) -> None:
+    if seed is None or isinstance(seed, np.random.Generator):
+        return
+    _check_count("seed", seed, 0)
+
+
+def _check_embed(embed: Any) -> None:
+    if not callable(embed):
+        raise ValueError(f"embed must be an embedding network or a callable, "
+                         f"got {embed!r}")
+
+
+def _check_pool(pool: Any) -> ClassPool:
+    if not isinstance(pool, ClassPool):
+        raise ValueError(f"pool must be a mlkit.data.ClassPool, got "
+                         f"{type(pool).__name__}")
+    return pool
+
+
+def _pairs(distance: Any, same: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Distances ``(n,)`` (finite, n >= 1) and same/different labels (0/1)."""
+    try:
+        d = np.asarray(distance, np.float64)
+        y = np.asarray(same)
+    except (TypeError, ValueError):
+        raise ValueError(f"distance and same must be (n,) arrays of numbers, "
+                         f"got {distance!r} and {same!r}") from None
+    if d.shape != y.shape or d.ndim != 1 or len(d) == 0:
+        raise ValueError(f"distance and same must be (n,) with n >= 1, got "
+                         f"{d.shape}, {y.shape}")
+    if not np.isfinite(d).all():
+        raise ValueError("distance must hold finite numbers (no NaN or inf)")
+    if y.dtype.kind not in "biuf" or not np.isin(y, (0, 1)).all():
+        raise ValueError("same must hold only 0 (different class) and 1 "
+                         "(same class)")
+    return d, y.astype(bool)
+
+
 def euclidean_distance(a: torch.Tensor, b: torch.Tensor, eps: float = DISTANCE_EPS
                        ) -> torch.Tensor:
     """Row-wise Euclidean distance ``d = sqrt(sum_k (a_k - b_k)^2 + eps)``.
@@ -105,11 +173,15 @@ def euclidean_distance(a: torch.Tensor, b: torch.Tensor, eps: float = DISTANCE_E
     ``a`` and ``b`` are ``(n, D)``; the result is ``(n,)``. The ``eps`` inside the root keeps
     the gradient finite (zero) at ``a == b``, where ``torch.norm``'s gradient is NaN.
     """
+    _check_tensor("a", a)
+    _check_tensor("b", b)
     if a.shape != b.shape or a.dim() != 2:
         raise ValueError(f"a and b must both be (n, D) with the same shape, got "
                          f"{tuple(a.shape)} and {tuple(b.shape)}")
-    if not (eps > 0 and math.isfinite(eps)):
-        raise ValueError(f"eps must be positive and finite, got {eps}")
+    if not (a.is_floating_point() and b.is_floating_point()):
+        raise ValueError(f"a and b must be floating-point, got {a.dtype} "
+                         f"and {b.dtype}")
+    _check_positive("eps", eps)
     return torch.sqrt((a - b).pow(2).sum(dim=1) + eps)
 
 
@@ -136,6 +208,11 @@ def contrastive_loss(distance: torch.Tensor, same: torch.Tensor, margin: float =
         raise ValueError(f"form must be one of {list(LOSS_FORMS)}, got {form!r}")
     if reduction not in ("mean", "sum", "none"):
         raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    _check_tensor("distance", distance)
+    _check_tensor("same", same)
+    if not distance.is_floating_point():
+        raise ValueError(f"distance must be a floating-point tensor, got "
+                         f"{distance.dtype}")
     if distance.shape != same.shape or distance.dim() != 1:
         raise ValueError(f"distance and same must both be (n,), got {tuple(distance.shape)} "
                          f"and {tuple(same.shape)}")
@@ -168,6 +245,9 @@ class SiameseNet(nn.Module):
 
     def __init__(self, embedding: nn.Module | None = None) -> None:
         super().__init__()
+        if embedding is not None and not isinstance(embedding, nn.Module):
+            raise ValueError(f"embedding must be None or a torch.nn.Module, "
+                             f"got {type(embedding).__name__}")
         self.embedding = InductiveConvEmbedding() if embedding is None else embedding
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
@@ -256,6 +336,8 @@ class PairSampler:
 
     def __init__(self, pool: ClassPool, n_pairs: int = 128, *, within_alphabet: float = 0.0,
                  augment: bool = False, group: int = 4, seed: int | None = 0) -> None:
+        _check_pool(pool)
+        _check_seed(seed)
         if isinstance(n_pairs, bool) or not isinstance(n_pairs, (int, np.integer)) or (
                 n_pairs < 4 or n_pairs % 2 or n_pairs // 2 > len(pool)):
             raise ValueError(f"n_pairs must be an even integer in [4, {2 * len(pool)}] "
@@ -327,9 +409,12 @@ def affine_augment(x: torch.Tensor, *, seed: int | np.random.Generator | None = 
     and translations ``t ~ U[-2, 2]`` pixels of a 105x105 drawing (scaled to ``S``); as in
     Koch et al., each of the four components is applied with probability ``p``.
     """
-    if x.dim() != 4:
-        raise ValueError(f"x must be (n, channels, S, S), got {tuple(x.shape)}")
+    _check_tensor("x", x)
+    if x.dim() != 4 or not x.is_floating_point():
+        raise ValueError(f"x must be floating-point (n, channels, S, S), got "
+                         f"{tuple(x.shape)} {x.dtype}")
     p = _check_fraction("p", p)
+    _check_seed(seed)
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     n = len(x)
     on = rng.random((n, 4)) < p
@@ -361,9 +446,17 @@ def embed_images(embed: Callable[[torch.Tensor], torch.Tensor] | nn.Module,
     A module is put in ``eval()`` mode first (BatchNorm running statistics), so the result
     does not depend on ``batch_size``; its previous mode is restored afterwards.
     """
-    x = torch.as_tensor(images)
-    if x.dim() != 4:
-        raise ValueError(f"images must be (n, channels, S, S), got {tuple(x.shape)}")
+    _check_embed(embed)
+    _check_count("batch_size", batch_size)
+    try:
+        x = torch.as_tensor(images)
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(f"images must be a tensor or array (n, channels, "
+                         f"S, S), got {type(images).__name__}") from None
+    if x.dim() != 4 or min(x.shape) == 0 or not x.is_floating_point():
+        raise ValueError(f"images must be floating-point (n, channels, S, "
+                         f"S), every size >= 1, got {tuple(x.shape)} "
+                         f"{x.dtype}")
     was_training = isinstance(embed, nn.Module) and embed.training
     device = torch.device("cpu")
     if isinstance(embed, nn.Module):
@@ -381,6 +474,7 @@ def embed_images(embed: Callable[[torch.Tensor], torch.Tensor] | nn.Module,
 def embed_pool(embed: Callable[[torch.Tensor], torch.Tensor] | nn.Module, pool: ClassPool,
                *, batch_size: int = 128) -> torch.Tensor:
     """Embeddings of every drawing of every class of ``pool``: ``(classes, 20, D)``."""
+    _check_pool(pool)
     s = pool.image_size
     if (pool.rotation == 0).all():
         imgs = pool.images[pool.char_index]
@@ -398,6 +492,12 @@ def episode_indices(n_classes: int, n_way: int, k_shot: int, q_queries: int,
     Draws exactly as :func:`mlkit.data.sample_episode` does from the same generator, so an
     episode scored on precomputed embeddings is the episode ``sample_episode`` would give.
     """
+    n_classes = _check_count("n_classes", n_classes)
+    _check_count("n_way", n_way, 1, n_classes)
+    _check_count("k_shot", k_shot, 1, DRAWINGS)
+    _check_count("q_queries", q_queries, 0, DRAWINGS - k_shot)
+    if not isinstance(rng, np.random.Generator):
+        raise ValueError(f"rng must be a numpy Generator, got {rng!r}")
     classes = rng.choice(n_classes, size=n_way, replace=False)
     which = np.stack([rng.choice(DRAWINGS, size=k_shot + q_queries, replace=False)
                       for _ in classes])
@@ -406,7 +506,8 @@ def episode_indices(n_classes: int, n_way: int, k_shot: int, q_queries: int,
 
 def _check_episode(n_classes: int, n_way: int, k_shot: int, q_queries: int) -> None:
     for name, v, lo, hi in (("n_way", n_way, 2, n_classes), ("k_shot", k_shot, 1, DRAWINGS - 1),
-                            ("q_queries", q_queries, 1, DRAWINGS - k_shot)):
+                            ("q_queries", q_queries, 1, None)):
+        hi = DRAWINGS - k_shot if hi is None else hi  # k_shot checked by then
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not lo <= v <= hi:
             raise ValueError(f"{name} must be an integer in [{lo}, {hi}], got {v!r}")
 
@@ -424,9 +525,11 @@ def few_shot_predictions(embeddings: torch.Tensor, n_way: int, k_shot: int, n_ta
     the drawings ``(T, n_way, k_shot + q_queries)``, and the predicted and true labels of the
     queries ``(T, n_way * q_queries)``.
     """
+    _check_tensor("embeddings", embeddings)
     if embeddings.dim() != 3 or embeddings.shape[1] != DRAWINGS:
         raise ValueError(f"embeddings must be (classes, 20, D), got {tuple(embeddings.shape)}")
     _check_episode(embeddings.shape[0], n_way, k_shot, q_queries)
+    _check_seed(seed)
     if isinstance(n_tasks, bool) or not isinstance(n_tasks, (int, np.integer)) or n_tasks < 1:
         raise ValueError(f"n_tasks must be an integer >= 1, got {n_tasks!r}")
     if method not in ("nearest", "prototype"):
@@ -465,8 +568,21 @@ def lake_runs_accuracy(embed: Callable[[torch.Tensor], torch.Tensor] | nn.Module
     each: 400 trials). Returns ``(per-run accuracy (runs,), per-run predicted labels)``.
     Pass ``embed=lambda x: x.flatten(1)`` for the 1-nearest-neighbour baseline on pixels.
     """
+    _check_embed(embed)
+    if isinstance(runs, (str, bytes)) or not isinstance(runs, Sequence):
+        raise ValueError(f"runs must be a list of episodes, got "
+                         f"{type(runs).__name__}")
     if len(runs) == 0:
         raise ValueError("runs must hold at least one episode, got none")
+    for run in runs:
+        fields = [getattr(run, f, None) for f in
+                  ("support_x", "support_y", "query_x", "query_y")]
+        if not all(isinstance(t, torch.Tensor) for t in fields) or (
+                len(fields[0]) != len(fields[1]) or len(fields[0]) == 0
+                or len(fields[2]) != len(fields[3])):
+            raise ValueError(f"runs must hold episodes with support_x, "
+                             f"support_y, query_x and query_y (support and "
+                             f"query labels one per image), got {run!r}")
     acc, preds = [], []
     for run in runs:
         zs, zq = embed_images(embed, run.support_x), embed_images(embed, run.query_x)
@@ -483,10 +599,7 @@ def best_threshold(distance: torch.Tensor | np.ndarray, same: torch.Tensor | np.
     Chosen on pairs the test never sees (the training split), then applied unchanged to
     held-out pairs by :func:`verification_accuracy`.
     """
-    d = np.asarray(distance, np.float64)
-    y = np.asarray(same).astype(bool)
-    if d.shape != y.shape or d.ndim != 1 or len(d) == 0:
-        raise ValueError(f"distance and same must be (n,) with n >= 1, got {d.shape}, {y.shape}")
+    d, y = _pairs(distance, same)
     order = np.argsort(d, kind="stable")
     ds, ys = d[order], y[order]
     # accuracy when the first i pairs (smallest distances) are called "same"
@@ -501,10 +614,9 @@ def best_threshold(distance: torch.Tensor | np.ndarray, same: torch.Tensor | np.
 def verification_accuracy(distance: torch.Tensor | np.ndarray,
                           same: torch.Tensor | np.ndarray, threshold: float) -> float:
     """Share of pairs (percent) that ``d <= threshold`` labels correctly as same/different."""
-    d = np.asarray(distance, np.float64)
-    y = np.asarray(same).astype(bool)
-    if d.shape != y.shape or d.ndim != 1 or len(d) == 0:
-        raise ValueError(f"distance and same must be (n,) with n >= 1, got {d.shape}, {y.shape}")
+    d, y = _pairs(distance, same)
+    if math.isnan(_check_number("threshold", threshold)):
+        raise ValueError(f"threshold must be a number, got {threshold!r}")
     return float(100.0 * ((d <= threshold) == y).mean())
 
 
@@ -512,9 +624,15 @@ def nearest_neighbours(embeddings: torch.Tensor, queries: Sequence[int] | np.nda
                        k: int = 5) -> np.ndarray:
     """Indices of the ``k`` nearest rows of ``embeddings`` ``(n, D)`` to each query row,
     the query itself excluded: ``(len(queries), k)``, nearest first (Euclidean)."""
-    q = np.asarray(queries, dtype=np.int64)
-    if embeddings.dim() != 2:
-        raise ValueError(f"embeddings must be (n, D), got {tuple(embeddings.shape)}")
+    q = np.asarray(queries)
+    if q.size == 0 or q.dtype.kind not in "iu":
+        raise ValueError(f"queries must be a non-empty list of row indices, "
+                         f"got {queries!r}")
+    q = q.astype(np.int64)
+    _check_tensor("embeddings", embeddings)
+    if embeddings.dim() != 2 or not embeddings.is_floating_point():
+        raise ValueError(f"embeddings must be floating-point (n, D), got "
+                         f"{tuple(embeddings.shape)} {embeddings.dtype}")
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not (
             1 <= k < len(embeddings)):
         raise ValueError(f"k must be an integer in [1, {len(embeddings) - 1}], got {k!r}")
@@ -534,8 +652,8 @@ def margin_report(distance: torch.Tensor | np.ndarray, same: torch.Tensor | np.n
     different-class parts of the loss. The distances are fixed: this measures the loss a
     trained model would feel at ``m``, without retraining it.
     """
-    d = torch.as_tensor(np.asarray(distance), dtype=torch.float64)
-    y = torch.as_tensor(np.asarray(same), dtype=torch.float64)
+    d, y = (torch.as_tensor(a, dtype=torch.float64)
+            for a in _pairs(distance, same))
     per = contrastive_loss(d, y, margin, form=form, reduction="none")
     diff = y == 0
     if not bool(diff.any()) or bool(diff.all()):
@@ -554,6 +672,15 @@ def loss_gradient_curves(distance: torch.Tensor | np.ndarray, margin: float = 1.
     pulls every same pair with the same force 1 and pushes every different pair inside the
     margin with force 1; Hadsell's pulls with force ``d`` and pushes with ``m - d``.
     """
+    _check_margin(margin)
+    try:
+        grid = np.asarray(distance, np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"distance must be an (n,) array of numbers, got "
+                         f"{distance!r}") from None
+    if grid.ndim != 1 or not np.isfinite(grid).all():
+        raise ValueError(f"distance must be (n,) and finite, got shape "
+                         f"{grid.shape}")
     out: dict[str, dict[str, np.ndarray]] = {}
     for form in LOSS_FORMS:
         out[form] = {}
@@ -580,11 +707,28 @@ def fit_2d_embedding(features: torch.Tensor, labels: torch.Tensor | np.ndarray, 
     not drown the few same ones. Returns the 2-D points ``(n, 2)``.
     """
     _check_margin(margin)
-    x = torch.as_tensor(features, dtype=torch.float32)
-    y = torch.as_tensor(np.asarray(labels))
-    if x.dim() != 2 or y.shape != x.shape[:1]:
+    if form not in LOSS_FORMS:
+        raise ValueError(f"form must be one of {list(LOSS_FORMS)}, got "
+                         f"{form!r}")
+    _check_count("steps", steps)
+    _check_positive("lr", lr)
+    _check_count("seed", seed, 0)
+    try:
+        x = torch.as_tensor(features, dtype=torch.float32)
+        y = torch.as_tensor(np.asarray(labels))
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(f"features must be (n, D) and labels (n,) arrays, "
+                         f"got {type(features).__name__} and "
+                         f"{type(labels).__name__}") from None
+    if x.dim() != 2 or y.shape != x.shape[:1] or x.shape[1] == 0:
         raise ValueError(f"features must be (n, D) and labels (n,), got {tuple(x.shape)} "
                          f"and {tuple(y.shape)}")
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError("features must be finite (no NaN or inf)")
+    _, counts = np.unique(y.numpy(), return_counts=True)
+    if len(counts) < 2 or counts.max() < 2:
+        raise ValueError(f"labels must hold at least two classes, one of them "
+                         f"twice (same and different pairs), got {y.tolist()}")
     gen = torch.Generator().manual_seed(seed)
     x = (x - x.mean(0)) / (x.std(0) + 1e-6)
     w = (torch.randn(x.shape[1], 2, generator=gen) / math.sqrt(x.shape[1])).requires_grad_(True)
@@ -629,6 +773,10 @@ SIAMESE_CONFIG: dict[str, Any] = {
 def halving_rate(base: float, iteration: int, iterations: int, halvings: int) -> float:
     """Step decay: the rate ``base`` halved ``halvings`` times at evenly spaced iterations of a
     run of ``iterations`` (the schedule of the Siamese and prototypical recipes)."""
+    _check_positive("base", base)
+    _check_count("iteration", iteration, 0)
+    _check_count("iterations", iterations)
+    _check_count("halvings", halvings, 0)
     step = max(1, iterations // (halvings + 1))
     return base * 0.5 ** min(iteration // step, halvings)
 
@@ -650,12 +798,20 @@ def balanced_pair_loss(per_pair: torch.Tensor, same: torch.Tensor, *,
     contribute zero, dilute the gradient of the few that still push.
     """
     _check_negatives(negatives)
+    _check_tensor("per_pair", per_pair)
+    _check_tensor("same", same)
+    if not per_pair.is_floating_point():
+        raise ValueError(f"per_pair must be a floating-point tensor, got "
+                         f"{per_pair.dtype}")
     if per_pair.shape != same.shape or per_pair.dim() != 1:
         raise ValueError(f"per_pair and same must both be (n,), got {tuple(per_pair.shape)} "
                          f"and {tuple(same.shape)}")
     pos, neg = per_pair[same == 1], per_pair[same == 0]
     if len(pos) == 0 or len(neg) == 0:
         raise ValueError("same must hold both same-class (1) and different-class (0) pairs")
+    if len(pos) + len(neg) != len(same):
+        raise ValueError("same must hold only 0 (different class) and 1 "
+                         "(same class)")
     if negatives == "active" and bool((neg > 0).any()):
         neg = neg[neg > 0]
     return 0.5 * (pos.mean() + neg.mean())
@@ -664,6 +820,7 @@ def balanced_pair_loss(per_pair: torch.Tensor, same: torch.Tensor, *,
 def eval_subset(stride: int = 3) -> ClassPool:
     """Every ``stride``-th character of the evaluation alphabets (all 20 alphabets stay in):
     a cheaper pool for the accuracy curves recorded during training."""
+    _check_count("stride", stride)
     full = omniglot_classes("evaluation")
     keep = np.arange(0, len(full.char_ids), stride)
     return ClassPool("evaluation-subset", full.images[keep], full.char_ids[keep],
@@ -672,8 +829,68 @@ def eval_subset(stride: int = 3) -> ClassPool:
 
 def build_siamese(config: dict[str, Any]) -> SiameseNet:
     """A fresh :class:`SiameseNet` with the embedding width that ``config`` names."""
+    if not isinstance(config, Mapping):
+        raise ValueError(f"config must be a dict, got {type(config).__name__}")
+    _check_count("hidden", config.get("hidden", 64))
+    if not isinstance(config.get("normalize", False), bool):
+        raise ValueError(f"normalize must be True or False, got "
+                         f"{config['normalize']!r}")
     return SiameseNet(InductiveConvEmbedding(hidden=int(config.get("hidden", 64)),
                                              normalize=bool(config.get("normalize", False))))
+
+
+def _check_flag(name: str, value: Any) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def _check_training(config: Mapping[str, Any] | None,
+                    defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """``defaults`` updated with ``config``, every entry checked (before any
+    data loads), for :func:`train_siamese` and
+    :func:`mlkit.protonet.train_protonet`."""
+    if config is not None and not isinstance(config, Mapping):
+        raise ValueError(f"config must be None or a dict, got "
+                         f"{type(config).__name__}")
+    unknown = sorted(set(config or {}) - set(defaults))
+    if unknown:
+        raise ValueError(f"config holds unknown keys {unknown}; allowed: "
+                         f"{sorted(defaults)}")
+    cfg = {**defaults, **(config or {})}
+    counts = {"hidden": 1, "n_pairs": 4, "train_way": 2, "k_shot": 1,
+              "q_queries": 1, "lr_halvings": 0, "eval_every": 0,
+              "eval_tasks": 1}
+    for key, value in cfg.items():
+        if key == "split" and value not in SPLITS:
+            raise ValueError(f"split must be one of {list(SPLITS)}, got "
+                             f"{value!r}")
+        if key in ("augment", "all_pairs", "normalize") or (
+                key == "rotations" and value is not None):
+            _check_flag(key, value)
+        if key in counts:
+            _check_count(key, value, counts[key])
+        if key in ("lr", "margin"):
+            _check_positive(key, value)
+        if key == "within_alphabet":
+            _check_fraction(key, value)
+        if key == "form" and value not in LOSS_FORMS:
+            raise ValueError(f"form must be one of {list(LOSS_FORMS)}, got "
+                             f"{value!r}")
+        if key == "negatives":
+            _check_negatives(value)
+    return cfg
+
+
+def _check_run_args(iterations: Any, seed: Any, resume: Any,
+                    run_name: Any, progress: Any) -> None:
+    _check_count("iterations", iterations)
+    _check_count("seed", seed, 0)
+    _check_flag("resume", resume)
+    _check_flag("progress", progress)
+    if run_name is not None and not isinstance(run_name, str):
+        raise ValueError(f"run_name must be None or a string, got "
+                         f"{run_name!r}")
 
 
 def _eval_snapshot(net: SiameseNet, pool: ClassPool, tasks: int, method: str) -> dict[str, float]:
@@ -706,12 +923,9 @@ def train_siamese(iterations: int, *, config: dict[str, Any] | None = None, seed
     seconds and ``resume=True`` continues from it; with ``time_limit_s`` the loop stops after
     that many seconds and saves the iteration it reached. Returns ``(net, history)``.
     """
-    cfg = {**SIAMESE_CONFIG, **(config or {})}
-    _check_margin(cfg["margin"])
-    _check_negatives(cfg["negatives"])  # fail before the data loads, not at the first step
-    if isinstance(iterations, bool) or not isinstance(iterations, (int, np.integer)) or (
-            iterations < 1):
-        raise ValueError(f"iterations must be an integer >= 1, got {iterations!r}")
+    # fail before the data loads, not at the first step
+    cfg = _check_training(config, SIAMESE_CONFIG)
+    _check_run_args(iterations, seed, resume, run_name, progress)
     torch.manual_seed(seed)
     pool = omniglot_classes(cfg["split"], rotations=cfg["rotations"])
     test_pool = eval_subset()
@@ -780,6 +994,9 @@ def train_siamese(iterations: int, *, config: dict[str, Any] | None = None, seed
 
 def load_siamese(name: str = "siamese-omniglot") -> tuple[SiameseNet, dict[str, Any]]:
     """The trained Siamese network of checkpoint ``name`` (in ``eval()`` mode) and its entry."""
+    if not isinstance(name, str):
+        raise ValueError(f"name must be a checkpoint name (a string), got "
+                         f"{name!r}")
     state, entry = load_checkpoint(name)
     net = build_siamese(entry["config"])
     net.load_state_dict(state)
@@ -801,9 +1018,16 @@ class EnsembleEmbedding(nn.Module):
 
     def __init__(self, members: Sequence[nn.Module]) -> None:
         super().__init__()
+        if isinstance(members, nn.Module) or not isinstance(
+                members, (Sequence, nn.ModuleList)):
+            raise ValueError(f"members must be a list of embedding networks, "
+                             f"got {type(members).__name__}")
         members = list(members)
         if not members:
             raise ValueError("members must hold at least one embedding network, got none")
+        if not all(isinstance(m, nn.Module) for m in members):
+            raise ValueError(f"members must hold torch.nn.Modules, got "
+                             f"{[type(m).__name__ for m in members]}")
         self.members = nn.ModuleList(members)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -827,9 +1051,12 @@ def load_siamese_ensemble(seeds: Sequence[int] = ENSEMBLE_SEEDS
                           ) -> tuple[EnsembleEmbedding, list[dict[str, Any]]]:
     """The Siamese recipe's checkpoints from ``seeds`` as one :class:`EnsembleEmbedding`
     (in ``eval()`` mode), and their manifest entries."""
+    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence):
+        raise ValueError(f"seeds must be a list of seeds, got {seeds!r}")
     if not seeds:
         raise ValueError("seeds must name at least one seed, got none")
-    loaded = [load_siamese(seed_checkpoint(s)) for s in seeds]
+    names = [seed_checkpoint(s) for s in seeds]  # every seed checked first
+    loaded = [load_siamese(name) for name in names]
     return (EnsembleEmbedding([net.embedding for net, _ in loaded]).eval(),
             [entry for _, entry in loaded])
 
@@ -849,9 +1076,24 @@ SIAMESE_ITERATIONS = 10000
 SIAMESE_CURVES = ("loss", "d_same", "d_diff", "inside_margin")  # kept in the manifest
 
 
+def _check_variants(variants: Any, keys: Sequence[str]) -> None:
+    if isinstance(variants, (str, bytes)) or not isinstance(
+            variants, Sequence):
+        raise ValueError(f"variants must be a list of rows (dicts), got "
+                         f"{type(variants).__name__}")
+    for v in variants:
+        if not isinstance(v, Mapping) or not all(k in v for k in keys):
+            raise ValueError(f"variants must hold rows with the keys "
+                             f"{list(keys)}, got {v!r}")
+
+
 def recipe_seeds(variants: Sequence[dict[str, Any]], recipe: str = "v4") -> list[str]:
     """The tags of the recorded ``variants`` that train ``recipe``'s configuration (its
     ``changes``), that is, the recipe itself and its runs from other seeds."""
+    _check_variants(variants, ("tag", "changes"))
+    if not isinstance(recipe, str):
+        raise ValueError(f"recipe must be a variant's tag (a string), got "
+                         f"{recipe!r}")
     by_tag = {v["tag"]: v for v in variants}
     if recipe not in by_tag:
         raise ValueError(f"recipe must be one of the variants' tags {list(by_tag)}, "
@@ -870,6 +1112,19 @@ def seed_report(variants: Sequence[dict[str, Any]], recipe: str = "v4",
     line with the seeds' range on both measures, then one line for each other run that
     reaches ``target`` on Lake's runs, saying whether it also beats the best seed on the 600
     20-way episodes (the measure with the narrower interval)."""
+    _check_variants(variants, ("tag", "what", "changes", "lake_runs",
+                               "evaluation_20way1shot"))
+    for v in variants:
+        for key in ("lake_runs", "evaluation_20way1shot"):
+            row = v[key]
+            if isinstance(row, (str, bytes)) or not isinstance(
+                    row, Sequence) or not row or not all(
+                    isinstance(x, (int, float)) and not isinstance(x, bool)
+                    and math.isfinite(x) for x in row):
+                raise ValueError(f"variants' {key} must be [mean, ci95], "
+                                 f"got {row!r}")
+    if math.isnan(_check_number("target", target)):
+        raise ValueError(f"target must be a number, got {target!r}")
     by_tag = {v["tag"]: v for v in variants}
     seeds = recipe_seeds(variants, recipe)
 
@@ -909,7 +1164,25 @@ def training_curves(history: dict[str, Any], keys: Sequence[str], points: int = 
                     ) -> dict[str, list]:
     """A compact copy of a training history for the manifest: ``keys`` averaged over about
     ``points`` equal windows, plus the evaluation snapshots."""
+    _check_count("points", points)
+    if not isinstance(history, Mapping) or not all(
+            k in history for k in ("iteration", "eval_iteration", "eval")):
+        raise ValueError("history must be a training history with the keys "
+                         "'iteration', 'eval_iteration' and 'eval'")
+    if isinstance(keys, (str, bytes)) or not isinstance(keys, Sequence):
+        raise ValueError(f"keys must be a list of history keys, got {keys!r}")
     n = len(history["iteration"])
+    if n == 0:
+        raise ValueError("history must hold at least one iteration, got none")
+    for k in keys:
+        if k not in history or len(history[k]) != n:
+            raise ValueError(f"keys must name history entries with one value "
+                             f"per iteration ({n}), got {k!r}")
+    evals = history["eval"]
+    if len(evals) != len(history["eval_iteration"]) or not all(
+            isinstance(e, Mapping) and set(e) == set(evals[0]) for e in evals):
+        raise ValueError("history['eval'] must hold one dict (with the same "
+                         "keys) per history['eval_iteration']")
     edges = np.linspace(0, n, min(points, n) + 1).astype(int)
     out: dict[str, list] = {"iteration": [int(history["iteration"][e - 1]) for e in edges[1:]]}
     for k in keys:
@@ -932,7 +1205,7 @@ def train_embedding_cli(args: argparse.Namespace, name: str, train: Callable[...
     the checkpoint with the iteration reached and which machine trained which iterations.
     ``command`` is the manifest's command (default: ``train name`` with the seed); ``keep``
     names measurements of the old entry to carry over (see :func:`save_embedding_checkpoint`)."""
-    # one thread unless --threads says otherwise: the CPU is shared with other training runs
+    # one thread unless --threads says otherwise: the CPU is shared with other runs
     torch.set_num_threads(getattr(args, "threads", None) or 1)
     net, history = train(iterations, seed=args.seed, resume=args.resume, run_name=name,
                          save_every=args.save_every, device=args.device,
@@ -941,23 +1214,26 @@ def train_embedding_cli(args: argparse.Namespace, name: str, train: Callable[...
         print(f"{name}: already at {history['sessions'][-1]['to_iteration']} iterations; "
               "nothing trained, checkpoint left as it is")
         return
-    save_embedding_checkpoint(name, net, history, iterations, config, seed=args.seed,
-                              method=method, curve_keys=curve_keys, embedding=embedding,
-                              command=command, keep=keep)
+    save_embedding_checkpoint(name, net, history, iterations, config,
+                              seed=args.seed, method=method, curve_keys=curve_keys,
+                              embedding=embedding, command=command, keep=keep,
+                              directory=run_dir(name))
 
 
 def save_embedding_checkpoint(name: str, net: nn.Module, history: dict[str, Any],
                               iterations: int, config: dict[str, Any], *, seed: int, method: str,
                               curve_keys: Sequence[str],
                               embedding: Callable[[nn.Module], nn.Module] = lambda net: net,
-                              command: str | None = None, keep: Sequence[str] = ()
-                              ) -> dict[str, Any]:
+                              command: str | None = None, keep: Sequence[str] = (),
+                              directory: Path | None = None) -> dict[str, Any]:
     """Measure a trained embedding learner on the CPU (:func:`final_metrics` with ``method``)
     and write checkpoint ``name``: weights, ``config``, the command that reproduces it
     (``command``; default ``python -m mlkit train name --iterations N --seed S``), the
     iteration reached and the training history's sessions and curves. The metrics named in
     ``keep`` are carried over from the entry being replaced (measurements of other runs kept
-    beside this one, such as the Siamese recipe variants). Returns the metrics."""
+    beside this one, such as the Siamese recipe variants). ``directory`` is where the
+    checkpoint goes (default: the book's ``checkpoints/``; ``train`` gives its run folder).
+    Returns the metrics."""
     reached = history["sessions"][-1]["to_iteration"]
     net = net.cpu().eval()
     metrics = final_metrics(embedding(net), method=method)
@@ -967,9 +1243,11 @@ def save_embedding_checkpoint(name: str, net: nn.Module, history: dict[str, Any]
     old = manifest().get(name, {}).get("metrics", {})
     metrics.update({k: old[k] for k in keep if k in old})
     cmd = command or f"python -m mlkit train {name} --iterations {iterations} --seed {seed}"
-    save_checkpoint(name, net.state_dict(), config={**config}, command=cmd, seed=seed,
-                    iterations=reached, wall_time_s=history["wall_time_s"], metrics=metrics)
-    print(f"{name}: saved; {metrics}")
+    path = save_checkpoint(name, net.state_dict(), config={**config}, command=cmd,
+                           seed=seed, iterations=reached,
+                           wall_time_s=history["wall_time_s"], metrics=metrics,
+                           directory=directory)
+    print(f"{name}: saved {path}; {metrics}")
     return metrics
 
 
@@ -984,7 +1262,8 @@ def _train_cli(args: argparse.Namespace) -> None:
 def evaluate_embedding(args: argparse.Namespace, embed: nn.Module, method: str,
                        label: str) -> dict[str, Any]:
     """The ``evaluate`` command for an embedding learner (Siamese or prototypical)."""
-    torch.set_num_threads(1)
+    if getattr(args, "threads", None) is None:
+        torch.set_num_threads(1)  # small embeddings: one thread is the faster
     if args.lake_runs:
         runs = load_lake_runs()
         acc, _ = lake_runs_accuracy(embed, runs)
@@ -998,6 +1277,9 @@ def evaluate_embedding(args: argparse.Namespace, embed: nn.Module, method: str,
         return {"metric": "accuracy", "mean": mean, "ci95": ci, "tasks": len(runs)}
     split = args.split or "evaluation"
     n_way, k_shot = args.ways or 5, args.shots or 1
+    if k_shot >= DRAWINGS:
+        raise ValueError(f"--shots must be below {DRAWINGS} (an Omniglot character has "
+                         f"{DRAWINGS} drawings, some kept as queries), got {k_shot}")
     pool = omniglot_classes(split)
     z = embed_pool(embed, pool)
     acc = few_shot_accuracy(z, n_way, k_shot, args.tasks, q_queries=min(15, DRAWINGS - k_shot),
@@ -1018,7 +1300,7 @@ def _train_ensemble_cli(args: argparse.Namespace) -> None:
     from types import SimpleNamespace
 
     if args.seed != 0:
-        raise SystemExit(f"siamese-omniglot-ensemble trains its fixed seeds "
+        raise ValueError(f"siamese-omniglot-ensemble trains its fixed seeds "
                          f"{ENSEMBLE_SEEDS[1:]}; --seed {args.seed} is not used")
     iterations = args.iterations or SIAMESE_ITERATIONS
     deadline = None if args.max_minutes is None else time.monotonic() + 60.0 * args.max_minutes
@@ -1037,9 +1319,16 @@ def _train_ensemble_cli(args: argparse.Namespace) -> None:
         state = load_state(name)
         if state is not None and state["iteration"] < iterations:
             return  # stopped by the time limit; the next seed waits for --resume
+
+
+def _promote_ensemble_cli(args: argparse.Namespace) -> list[Path]:
+    """Promote the runs of the ensemble's other seeds into ``checkpoints/``, then measure
+    the ensemble and keep its metrics under ``siamese-omniglot``'s ``metrics.ensemble``."""
+    paths = [promote(seed_checkpoint(seed))["path"] for seed in ENSEMBLE_SEEDS[1:]]
     row = measure_ensemble()
     record_metrics("siamese-omniglot", {"ensemble": row})
     print(f"siamese-omniglot-ensemble: {row}")
+    return paths
 
 
 def measure_ensemble(seeds: Sequence[int] = ENSEMBLE_SEEDS) -> dict[str, Any]:
@@ -1058,6 +1347,12 @@ def _evaluate_ensemble_cli(args: argparse.Namespace) -> dict[str, Any]:
                               f"Siamese nets of {len(ENSEMBLE_SEEDS)} seeds, mean d²")
 
 
+# The command-line flags an embedding learner's recipes take (see mlkit.__main__).
+EMBEDDING_FLAGS = frozenset({"tasks", "ways", "shots", "split", "lake_runs", "seed",
+                             "allow_seen"})
+EMBEDDING_TRAIN_FLAGS = frozenset({"iterations", "seed", "device", "max_minutes"})
+
+
 def _recipes() -> dict[str, Any]:
     from .__main__ import Recipe
 
@@ -1065,12 +1360,18 @@ def _recipes() -> dict[str, Any]:
         "siamese-omniglot": Recipe(
             "siamese-omniglot",
             "Siamese net with the contrastive loss on Lake's background alphabets",
-            _train_cli, _evaluate_cli),
+            _train_cli, _evaluate_cli, evaluate_flags=EMBEDDING_FLAGS,
+            train_flags=EMBEDDING_TRAIN_FLAGS, trained_on="background",
+            test_split="evaluation"),
         "siamese-omniglot-ensemble": Recipe(
             "siamese-omniglot-ensemble",
             "the Siamese recipe from seeds 0, 1 and 2, squared distances averaged "
             "(train: seeds 1 and 2)",
-            _train_ensemble_cli, _evaluate_ensemble_cli),
+            _train_ensemble_cli, _evaluate_ensemble_cli,
+            evaluate_flags=EMBEDDING_FLAGS, train_flags=EMBEDDING_TRAIN_FLAGS,
+            promote=_promote_ensemble_cli, trained_on="background",
+            test_split="evaluation",
+            runs=tuple(seed_checkpoint(s) for s in ENSEMBLE_SEEDS[1:])),
     }
 
 

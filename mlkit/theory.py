@@ -114,6 +114,10 @@ def both_sides(name: str, left: Any, right: Any, *, rtol: float = 1e-8, atol: fl
 
 def flat(params: Mapping[str, torch.Tensor]) -> torch.Tensor:
     """All tensors of a parameter dict (in its order) as one flat vector."""
+    if not isinstance(params, Mapping) or not params or not all(
+            isinstance(v, torch.Tensor) for v in params.values()):
+        raise ValueError(f"params must be a non-empty mapping of tensors, got "
+                         f"{type(params).__name__}")
     return torch.cat([p.reshape(-1) for p in params.values()])
 
 
@@ -122,8 +126,17 @@ def gradient_agreement(approx: torch.Tensor | Mapping[str, torch.Tensor],
     r"""How close an approximate gradient is to an exact one: the cosine of the angle between
     them, :math:`\langle a, e\rangle / (\lVert a\rVert \lVert e\rVert)`, and the norm ratio
     :math:`\lVert a\rVert / \lVert e\rVert` (1 and 1 when they are equal)."""
+    for name, v in (("approx", approx), ("exact", exact)):
+        if not isinstance(v, (torch.Tensor, Mapping)):
+            raise ValueError(f"{name} must be a tensor or a dict of tensors, "
+                             f"got {type(v).__name__}")
     a = flat(approx) if isinstance(approx, Mapping) else approx.reshape(-1)
     e = flat(exact) if isinstance(exact, Mapping) else exact.reshape(-1)
+    if not (a.is_floating_point() and e.is_floating_point()):
+        raise ValueError(f"approx and exact must be floating-point, got "
+                         f"{a.dtype} and {e.dtype}")
+    if not (bool(torch.isfinite(a).all()) and bool(torch.isfinite(e).all())):
+        raise ValueError("approx and exact must be finite (no NaN or inf)")
     if a.shape != e.shape:
         raise ValueError(f"approx and exact must have the same size, got {a.numel()} and {e.numel()}")
     na, ne = float(a.norm()), float(e.norm())
@@ -259,7 +272,7 @@ def first_order_drift(iterations: int = 300, *, every: int = 25, inner_steps: in
     _check_int("every", every, 1)
     _check_int("inner_steps", inner_steps, 1)
     _check_positive("alpha", alpha)
-    torch.manual_seed(seed)
+    torch.manual_seed(_check_int("seed", seed, 0))
     model = SinusoidMLP(hidden).double()
     probe = to_double(D.sample_sinusoid_tasks(meta_batch, k_shot, k_shot, seed=seed + 10_000))
 
@@ -288,6 +301,9 @@ def first_order_drift(iterations: int = 300, *, every: int = 25, inner_steps: in
 def to_double(tasks: Any) -> Any:
     """A copy of a task batch (a dataclass such as :class:`mlkit.data.SinusoidTasks`) with its
     floating-point tensors in float64, for checks that need more than float32's precision."""
+    if not hasattr(tasks, "__dataclass_fields__") or isinstance(tasks, type):
+        raise ValueError(f"tasks must be a task batch dataclass, got "
+                         f"{type(tasks).__name__}")
     return type(tasks)(*(getattr(tasks, f.name).double() if torch.is_floating_point(getattr(tasks, f.name))
                          else getattr(tasks, f.name) for f in tasks.__dataclass_fields__.values()))
 
@@ -325,7 +341,7 @@ def sample_linear_tasks(n_tasks: int = 8, k_shot: int = 5, n_query: int = 10, *,
     if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not (
             math.isfinite(noise) and noise >= 0):
         raise ValueError(f"noise must be >= 0 and finite, got {noise!r}")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(_check_int("seed", seed, 0))
     slope = rng.normal(1.0, 1.0, n_tasks)
     icpt = rng.normal(0.0, 1.0, n_tasks)
     centre = rng.uniform(-1.5, 1.5, n_tasks)
@@ -343,6 +359,13 @@ def sample_linear_tasks(n_tasks: int = 8, k_shot: int = 5, n_query: int = 10, *,
 def linear_model(theta: Sequence[float] = (0.0, 0.0)) -> SinusoidMLP:
     """The linear model ``y = w x + b`` as the book's sinusoid network without hidden layers
     (so :mod:`mlkit.maml`'s task-batch layout runs it), float64, with ``theta = (w, b)``."""
+    try:
+        th = np.asarray(theta, dtype=np.float64)
+    except (TypeError, ValueError):
+        th = np.empty(0)
+    if th.shape != (2,) or not np.isfinite(th).all():
+        raise ValueError(f"theta must be two finite numbers (w, b), got "
+                         f"{theta!r}")
     model = SinusoidMLP(hidden=()).double()
     with torch.no_grad():
         model.head.weight.fill_(float(theta[0]))
@@ -419,6 +442,8 @@ def linear_maml_gradient(tasks: LinearTasks, theta: np.ndarray, *, alpha: float,
     Mk, c = inner_affine_map(tasks, alpha=alpha, inner_steps=inner_steps)
     Q, r, _ = _query_quadratic(tasks)
     th = np.asarray(theta, dtype=np.float64)
+    if th.shape != (2,):
+        raise ValueError(f"theta must be (w, b), shape (2,), got {th.shape}")
     fast = Mk @ th + c
     resid = np.einsum("tij,tj->ti", Q, fast) - r
     return 2.0 * np.einsum("tji,tj->i", Mk, resid) / len(tasks)
@@ -435,7 +460,7 @@ def linear_maml_optimum(tasks: LinearTasks, *, alpha: float, inner_steps: int) -
     Q, r, _ = _query_quadratic(tasks)
     G = np.einsum("tki,tkl,tlj->ij", Mk, Q, Mk)
     h = np.einsum("tki,tk->i", Mk, r - np.einsum("tij,tj->ti", Q, c))
-    return np.linalg.solve(G, h)
+    return _solve(G, h)
 
 
 def linear_fomaml_fixed_point(tasks: LinearTasks, *, alpha: float, inner_steps: int) -> np.ndarray:
@@ -451,7 +476,16 @@ def linear_fomaml_fixed_point(tasks: LinearTasks, *, alpha: float, inner_steps: 
     Q, r, _ = _query_quadratic(tasks)
     G = np.einsum("tij,tjk->ik", Q, Mk)
     h = (r - np.einsum("tij,tj->ti", Q, c)).sum(0)
-    return np.linalg.solve(G, h)
+    return _solve(G, h)
+
+
+def _solve(G: np.ndarray, h: np.ndarray) -> np.ndarray:
+    try:
+        return np.linalg.solve(G, h)
+    except np.linalg.LinAlgError:
+        raise ValueError("alpha makes the inner loop singular for these tasks "
+                         "(no unique optimum): choose another alpha or "
+                         "inner_steps") from None
 
 
 def train_linear_maml(tasks: LinearTasks, *, alpha: float, inner_steps: int,
@@ -495,6 +529,8 @@ def autograd_peak_bytes(fn: Callable[[], Any]) -> tuple[Any, int]:
     This is the memory that second-order MAML adds (the inner loop's graph must live until
     the outer backward pass); it is deterministic, unlike the process's resident size.
     """
+    if not callable(fn):
+        raise ValueError(f"fn must be a callable, got {fn!r}")
     live: dict[int, list[int]] = {}  # storage pointer -> [holders, bytes]
     cur, peak = [0], [0]
 
@@ -545,7 +581,7 @@ def meta_gradient_cost(inner_steps: Sequence[int] = (1, 2, 4, 8), *, repeats: in
     if not steps:
         raise ValueError("inner_steps must hold at least one number of steps")
     _check_int("repeats", repeats, 1)
-    torch.manual_seed(seed)
+    torch.manual_seed(_check_int("seed", seed, 0))
     model = SinusoidMLP(hidden)
     batch = D.sample_sinusoid_tasks(meta_batch, k_shot, k_shot, seed=seed)
     rows = []
@@ -588,6 +624,10 @@ def contrastive_gradients(a: torch.Tensor, b: torch.Tensor, same: torch.Tensor, 
     """
     _check_form(form)
     margin = _check_positive("margin", margin)
+    for name, v in (("a", a), ("b", b), ("same", same)):
+        if not isinstance(v, torch.Tensor):
+            raise ValueError(f"{name} must be a torch.Tensor, got "
+                             f"{type(v).__name__}")
     if a.shape != b.shape or a.dim() != 2:
         raise ValueError(f"a and b must both be (n, D) with the same shape, got "
                          f"{tuple(a.shape)} and {tuple(b.shape)}")
@@ -607,8 +647,15 @@ def contrastive_gradients(a: torch.Tensor, b: torch.Tensor, same: torch.Tensor, 
 
 
 def _check_points(points: Any, labels: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    x = torch.as_tensor(np.asarray(points), dtype=torch.float64)
-    y = torch.as_tensor(np.asarray(labels))
+    try:
+        x = torch.as_tensor(np.asarray(points), dtype=torch.float64)
+        y = torch.as_tensor(np.asarray(labels))
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(f"points must be (n, D) numbers and labels (n,), got "
+                         f"{type(points).__name__} and "
+                         f"{type(labels).__name__}") from None
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError("points must be finite (no NaN or inf)")
     if x.dim() != 2 or y.shape != x.shape[:1]:
         raise ValueError(f"points must be (n, D) and labels (n,), got {tuple(x.shape)} and {tuple(y.shape)}")
     if len(torch.unique(y)) < 2:
@@ -628,7 +675,7 @@ def toy_points(n_classes: int = 4, per_class: int = 6, *, spread: float = 0.5,
     if isinstance(separation, bool) or not isinstance(separation, (int, float)) or not (
             math.isfinite(separation) and separation >= 0):
         raise ValueError(f"separation must be >= 0 and finite, got {separation!r}")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(_check_int("seed", seed, 0))
     centres = rng.normal(0.0, 1.0, (n_classes, 2)) * separation
     labels = np.repeat(np.arange(n_classes), per_class)
     points = centres[labels] + spread * rng.normal(size=(len(labels), 2))
@@ -663,7 +710,7 @@ def contrastive_toy(points: Any, labels: Any, margin: float, *, form: str = "sou
     if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not (
             math.isfinite(noise) and noise >= 0):
         raise ValueError(f"noise must be >= 0 and finite, got {noise!r}")
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(_check_int("seed", seed, 0))
     i, j = torch.triu_indices(len(x), len(x), 1)
     same = (y[i] == y[j]).to(torch.float64)
     x = x.clone().requires_grad_(True)

@@ -222,19 +222,25 @@ def test_cli_evaluate_json_line():
 
 
 def test_resume_on_a_fresh_clone_starts_from_the_committed_checkpoint(tmp_path):
-    # runs/ is not committed: --resume without it continues from the checkpoint's iteration
+    # runs/ is not committed: --resume without it continues from the committed
+    # checkpoint's iteration, into runs/ again
     env = {**__import__("os").environ, "MLKIT_CHECKPOINTS": str(tmp_path / "ck"),
            "MLKIT_RUNS": str(tmp_path / "runs")}
     cmd = [sys.executable, "-m", "mlkit", "train", "maml-sinusoid"]
-    subprocess.run(cmd + ["--iterations", "20"], env=env, check=True, capture_output=True)
-    first = json.loads((tmp_path / "ck" / "MANIFEST.json").read_text())["maml-sinusoid"]
+    subprocess.run(cmd + ["--iterations", "20"], env=env, check=True,
+                   capture_output=True)
+    assert not (tmp_path / "ck").exists()  # training never writes checkpoints/
+    subprocess.run(cmd + ["--promote"], env=env, check=True, capture_output=True)
+    first = json.loads((tmp_path / "ck" / "MANIFEST.json").read_text())
+    first = first["maml-sinusoid"]
     import shutil
 
     shutil.rmtree(tmp_path / "runs")
-    out = subprocess.run(cmd + ["--iterations", "30", "--resume"], env=env, check=True,
-                         capture_output=True, text=True).stdout
+    out = subprocess.run(cmd + ["--iterations", "30", "--resume"], env=env,
+                         check=True, capture_output=True, text=True).stdout
     assert "resuming from the committed checkpoint at iteration 20" in out
-    second = json.loads((tmp_path / "ck" / "MANIFEST.json").read_text())["maml-sinusoid"]
+    run = tmp_path / "runs" / "maml-sinusoid" / "MANIFEST.json"
+    second = json.loads(run.read_text())["maml-sinusoid"]
     assert first["iterations"] == 20 and second["iterations"] == 30
     assert second["wall_time_s"] >= first["wall_time_s"]
     assert second["sha256"] != first["sha256"]
@@ -350,7 +356,7 @@ def test_task_batches_move_to_the_model_device():
 def test_cli_refuses_a_bad_time_limit():
     out = subprocess.run([sys.executable, "-m", "mlkit", "train", "maml-sinusoid",
                           "--max-minutes", "0"], capture_output=True, text=True)
-    assert out.returncode != 0 and "--max-minutes must be positive" in out.stderr
+    assert out.returncode == 2 and "--max-minutes: must be a positive" in out.stderr
 
 
 def test_fomaml_recipe_first_order_gradient_points_like_the_exact_one():
