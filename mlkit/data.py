@@ -100,6 +100,16 @@ def _check_count(name: str, value: int, minimum: int = 1,
     return int(value)
 
 
+def _check_tensor(name: str, value: object, min_dim: int = 0) -> torch.Tensor:
+    if not isinstance(value, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got "
+                         f"{type(value).__name__}")
+    if value.dim() < min_dim:
+        raise ValueError(f"{name} must have at least {min_dim} dimension(s), "
+                         f"got shape {tuple(value.shape)}")
+    return value
+
+
 def _check_flag(name: str, value: bool) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise ValueError(f"{name} must be True or False, got {value!r}")

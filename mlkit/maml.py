@@ -53,6 +53,7 @@ from torch import nn
 from torch.func import functional_call
 
 from . import data as D
+from .data import _check_flag, _check_tensor
 from .checkpoints import (Autosaver, begin_session, load_checkpoint, load_state,
                           manifest, run_dir, save_checkpoint, save_state)
 from .nets import ConvNet, SinusoidMLP, head_parameter_names
@@ -71,16 +72,6 @@ Params = dict[str, torch.Tensor]
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 # ------------------------------------------------------------------ checks
-
-
-def _check_tensor(name: str, value: Any, min_dim: int = 0) -> torch.Tensor:
-    if not isinstance(value, torch.Tensor):
-        raise ValueError(f"{name} must be a torch.Tensor, got "
-                         f"{type(value).__name__}")
-    if value.dim() < min_dim:
-        raise ValueError(f"{name} must have at least {min_dim} dimension(s), "
-                         f"got shape {tuple(value.shape)}")
-    return value
 
 
 def _check_float_tensor(name: str, value: Any, min_dim: int = 0
@@ -107,12 +98,6 @@ def _check_positive(name: str, value: Any) -> float:
             math.isfinite(value) and value > 0):
         raise ValueError(f"{name} must be positive and finite, got {value!r}")
     return float(value)
-
-
-def _check_flag(name: str, value: Any) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{name} must be True or False, got {value!r}")
-    return bool(value)
 
 
 def _check_callable(name: str, value: Any, optional: bool = False) -> None:

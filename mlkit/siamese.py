@@ -41,6 +41,7 @@ from torch import nn
 from .checkpoints import (ResumableRun, load_checkpoint, load_state, manifest, promote,
                           record_metrics, run_dir, save_checkpoint)
 from .data import (DRAWINGS, SPLITS, ClassPool, Episode, _check_count,
+                   _check_tensor,
                    load_lake_runs, omniglot_classes)
 from .nets import InductiveConvEmbedding
 from .stats import mean_ci95
@@ -103,16 +104,6 @@ LOSS_FORMS = ("source", "hadsell")
 # -----------------------------------------------------------------------------
 # Argument checks
 # -----------------------------------------------------------------------------
-
-
-def _check_tensor(name: str, value: Any, min_dim: int = 0) -> torch.Tensor:
-    if not isinstance(value, torch.Tensor):
-        raise ValueError(f"{name} must be a torch.Tensor, got "
-                         f"{type(value).__name__}")
-    if value.dim() < min_dim:
-        raise ValueError(f"{name} must have at least {min_dim} dimension(s), "
-                         f"got shape {tuple(value.shape)}")
-    return value
 
 
 def _check_number(name: str, value: Any) -> float:
