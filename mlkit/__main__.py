@@ -132,6 +132,7 @@ def _recipe_list(table: dict[str, Recipe]) -> str:
 
 def _parser(table: dict[str, Recipe]) -> argparse.ArgumentParser:
     from .data import SPLITS
+    from .maml import PROTOCOLS
 
     names = sorted(table)
     listing = _recipe_list(table)
@@ -141,13 +142,19 @@ def _parser(table: dict[str, Recipe]) -> argparse.ArgumentParser:
                    help="show the traceback of an error")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    t = sub.add_parser(
-        "train", help="train a checkpoint into runs/NAME/ (resumable)",
-        description="Train recipe NAME into runs/NAME/ (state and checkpoint, saved "
-                    "every --save-every seconds). The book's checkpoints/ is never "
-                    "written by training: --promote copies a finished run there.",
-        epilog=listing, formatter_class=_Help)
-    t.add_argument("name", choices=names, metavar="NAME", help="a recipe (below)")
+    def command(name: str, summary: str,
+                description: str) -> argparse.ArgumentParser:
+        c = sub.add_parser(name, help=summary, description=description,
+                           epilog=listing, formatter_class=_Help)
+        c.add_argument("name", choices=names, metavar="NAME",
+                       help="a recipe (below)")
+        return c
+
+    t = command(
+        "train", "train a checkpoint into runs/NAME/ (resumable)",
+        "Train recipe NAME into runs/NAME/ (state and checkpoint, saved every "
+        "--save-every seconds). The book's checkpoints/ is never written by "
+        "training: --promote copies a finished run there.")
     t.add_argument("--resume", action="store_true",
                    help="continue from runs/NAME/state.pt (on a fresh clone: from "
                         "the committed checkpoint)")
@@ -171,13 +178,10 @@ def _parser(table: dict[str, Recipe]) -> argparse.ArgumentParser:
                    help="stop after this many minutes, saving the state and the "
                         "checkpoint reached; --resume goes on from there")
 
-    e = sub.add_parser(
-        "evaluate", help="evaluate a checkpoint on fresh test tasks",
-        description="Evaluate the book's checkpoint NAME: mean and 95%% confidence "
-                    "interval over test tasks. Flags left out take the recipe's "
-                    "test settings.",
-        epilog=listing, formatter_class=_Help)
-    e.add_argument("name", choices=names, metavar="NAME", help="a recipe (below)")
+    e = command(
+        "evaluate", "evaluate a checkpoint on fresh test tasks",
+        "Evaluate the book's checkpoint NAME: mean and 95%% confidence interval "
+        "over test tasks. Flags left out take the recipe's test settings.")
     e.add_argument("--tasks", type=_integer(1),
                    help=f"test tasks (default: {DEFAULT_TASKS})")
     e.add_argument("--ways", type=_integer(2), help="classes per task")
@@ -186,7 +190,7 @@ def _parser(table: dict[str, Recipe]) -> argparse.ArgumentParser:
     e.add_argument("--alpha", type=_positive,
                    help="inner learning rate at test time")
     e.add_argument("--split", choices=SPLITS, help="test split")
-    e.add_argument("--protocol", choices=("book", "paper"),
+    e.add_argument("--protocol", choices=PROTOCOLS,
                    help="MAML on Omniglot: the test batch's layout, which BatchNorm's "
                         "test-time batch statistics see: 'book' scores 15 queries "
                         "per class in one batch, 'paper' one per class as Finn et "

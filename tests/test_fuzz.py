@@ -12,7 +12,7 @@ hang (a hard time limit per call, besides hypothesis' deadline) and on a
 failed result check.
 
 Adding a target is one entry in a family's list (``MAML``, ``SIAMESE``, ...);
-a new family is one list and one four-line test at the end of the file. The
+a new family is one list and one entry in ``FAMILIES`` at the end of the file. The
 strategies draw tiny tensors and networks, and hypothesis runs derandomized,
 so the file is fast and gives the same examples on every run.
 
@@ -1540,42 +1540,20 @@ NETS = [
 
 
 # -----------------------------------------------------------------------------
-# One test per family
+# One test over every family's targets
 # -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("target", MAML, ids=str)
+FAMILIES = {"maml": MAML, "siamese": SIAMESE, "interpret": INTERPRET,
+            "stats": STATS, "nets_and_theory": NETS}
+
+
+@pytest.mark.parametrize(
+    "target", [t for family in FAMILIES.values() for t in family],
+    ids=[f"{name}-{t}" for name, family in FAMILIES.items() for t in family])
 @FUZZ
 @given(data=st.data())
-def test_fuzz_maml(target: Target, data: st.DataObject) -> None:
-    _run(target, data)
-
-
-@pytest.mark.parametrize("target", SIAMESE, ids=str)
-@FUZZ
-@given(data=st.data())
-def test_fuzz_siamese(target: Target, data: st.DataObject) -> None:
-    _run(target, data)
-
-
-@pytest.mark.parametrize("target", INTERPRET, ids=str)
-@FUZZ
-@given(data=st.data())
-def test_fuzz_interpret(target: Target, data: st.DataObject) -> None:
-    _run(target, data)
-
-
-@pytest.mark.parametrize("target", STATS, ids=str)
-@FUZZ
-@given(data=st.data())
-def test_fuzz_stats(target: Target, data: st.DataObject) -> None:
-    _run(target, data)
-
-
-@pytest.mark.parametrize("target", NETS, ids=str)
-@FUZZ
-@given(data=st.data())
-def test_fuzz_nets_and_theory(target: Target, data: st.DataObject) -> None:
+def test_fuzz(target: Target, data: st.DataObject) -> None:
     _run(target, data)
 
 
