@@ -1,0 +1,127 @@
+"""Explaining meta-learners: why a base learner, adapted or not, decided what it decided.
+
+This is the first version of the module (chapter 2 shows each tool on a small model; chapter 6
+adds representation similarity, gradient attributions and support influence). Every tool
+takes a *callable* (``predict``, ``loss_fn``, a model or ``functools.partial(maml.predict,
+model, fast_weights)``), never a training loop: ``interpret`` never trains.
+
+Model-agnostic methods (they only query the model):
+
+* :func:`permutation_importance`: Breiman's (2001) permutation importance, the rise in the
+  loss when one input feature (or one image patch, via :func:`patch_mask`) is shuffled across
+  the batch, computed with Captum's ``FeaturePermutation``.
+* :func:`lime_surrogate`: a local interpretable surrogate of one prediction (LIME, Ribeiro,
+  Singh & Guestrin 2016), fitted with Captum's ``Lime`` and a scikit-learn ridge regression.
+
+Model-specific methods (they look inside):
+
+* :func:`support_attention`: which support examples a query attends to, the softmax over
+  similarities of matching networks (Vinyals et al. 2016); :func:`class_attention` sums it per
+  class.
+* :func:`record_activations`: per-layer activations captured with forward hooks, removed on
+  exit.
+* :func:`weight_change`: how far adaptation moved each parameter tensor, relative to its size.
+
+Chapter 6 (opening the box) adds, each usable on an adapted MAML model given as fast weights
+and on a metric learner's scorer:
+
+* representation similarity: :func:`linear_cka` (Kornblith et al. 2019) and
+  :func:`layer_cka`, layer by layer before and after the inner loop (Raghu et al. 2020);
+  :func:`effective_rank`, :func:`dead_units`, :func:`class_selectivity` and
+  :func:`top_activating` describe one representation;
+* scorers to explain: :func:`frozen_statistics` (a batch-statistics BatchNorm network with its
+  statistics frozen on a real batch, so that attributions explain the classifier and not the
+  interpolation batch), :func:`prototype_scorer` (prototypical / nearest-neighbour class
+  scores) and :func:`pair_similarity` (a Siamese pair's similarity as a function of one image);
+* gradient attributions with Captum: :func:`saliency`, :func:`integrated_gradients`;
+* support-example influence: :func:`loo_influence` (leave-one-out re-adaptation) and
+  :func:`gradient_influence` (the query loss's gradient with respect to the support images,
+  through the inner loop);
+* the inner loop step by step: :func:`fast_weight_trajectory` (losses and step size per layer,
+  one task or a task batch), :func:`activation_change` (per layer and per unit).
+
+The package has one module per family: :mod:`.similarity`,
+:mod:`.activations`, :mod:`.attribution`, :mod:`.influence` and
+:mod:`.surrogates`; every public name is importable from
+``mlkit.interpret`` itself.
+"""
+
+from __future__ import annotations
+
+from .similarity import (
+    linear_cka,
+    layer_cka,
+)
+from .activations import (
+    record_activations,
+    default_layers,
+    layer_activations,
+    weight_change,
+    layer_of,
+    Trajectory,
+    fast_weight_trajectory,
+    task_params,
+    ActivationChange,
+    activation_change,
+    top_activating,
+    effective_rank,
+    dead_units,
+    class_selectivity,
+)
+from .attribution import (
+    frozen_statistics,
+    prototype_scorer,
+    pair_similarity,
+    Attribution,
+    saliency,
+    integrated_gradients,
+)
+from .influence import (
+    support_attention,
+    class_attention,
+    FitPredict,
+    loo_influence,
+    gradient_influence,
+)
+from .surrogates import (
+    patch_mask,
+    PermutationImportance,
+    permutation_importance,
+    Surrogate,
+    lime_surrogate,
+)
+
+__all__ = [
+    "linear_cka",
+    "layer_cka",
+    "record_activations",
+    "default_layers",
+    "layer_activations",
+    "weight_change",
+    "layer_of",
+    "Trajectory",
+    "fast_weight_trajectory",
+    "task_params",
+    "ActivationChange",
+    "activation_change",
+    "top_activating",
+    "effective_rank",
+    "dead_units",
+    "class_selectivity",
+    "frozen_statistics",
+    "prototype_scorer",
+    "pair_similarity",
+    "Attribution",
+    "saliency",
+    "integrated_gradients",
+    "support_attention",
+    "class_attention",
+    "FitPredict",
+    "loo_influence",
+    "gradient_influence",
+    "patch_mask",
+    "PermutationImportance",
+    "permutation_importance",
+    "Surrogate",
+    "lime_surrogate",
+]
