@@ -200,3 +200,31 @@ def test_notebook_download_button(server, page, rel):
     assert resp.status == 200
     nb = resp.json()
     assert nb["nbformat"] == 4 and nb["cells"], f"{rel}: the downloaded notebook is empty"
+
+
+@pytest.mark.parametrize("rel", _notebook_pages() or [pytest.param("none", marks=pytest.mark.skip(
+    reason="no page of the site is built from a notebook yet"))])
+def test_code_boxes_hold_79_characters_without_scrolling(server, page, rel):
+    """At a 1280-pixel window every code and text output box holds the 79 characters
+    the chapters are written to (tests/test_chapter_width.py) without a scroll bar."""
+    page.goto(f"{server}/{rel}", wait_until="load")
+    found = page.evaluate("""() => {
+        const boxes = Array.from(document.querySelectorAll(
+            'div.cell_input pre, div.cell_output pre'));
+        if (!boxes.length) return {boxes: 0};
+        const pre = boxes[0], cs = getComputedStyle(pre);
+        const span = document.createElement('span');
+        span.textContent = 'x'.repeat(100);
+        pre.appendChild(span);
+        const charWidth = span.getBoundingClientRect().width / 100;
+        span.remove();
+        const inner = pre.clientWidth - parseFloat(cs.paddingLeft)
+            - parseFloat(cs.paddingRight);
+        const scrolling = boxes.filter(b => b.scrollWidth > b.clientWidth + 1)
+            .map(b => b.textContent.split('\\n').sort((a, b) => b.length - a.length)[0]);
+        return {boxes: boxes.length, chars: inner / charWidth, scrolling};
+    }""")
+    if found["boxes"] == 0:
+        pytest.skip(f"{rel} has no code box")
+    assert found["chars"] >= 79, f"{rel}: a code box holds {found['chars']:.1f} characters"
+    assert not found["scrolling"], f"{rel}: boxes scroll sideways: {found['scrolling'][:3]}"
