@@ -29,7 +29,7 @@ ifneq ($(strip $(MLKIT_DATA)),)
 endif
 
 .PHONY: install install-book book serve execute lab test unit nbval build-strict clean \
-        browser student grade data
+        browser student grade instructor student-book data
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
@@ -71,9 +71,20 @@ serve:
 execute: install
 	MLKIT_NO_LIVE_WIDGETS=1 $(BIN)/jupyter execute --inplace --timeout=$(TIMEOUT) chapters/*.ipynb
 
-## Open the chapters in JupyterLab.
+## Open the chapters in JupyterLab: `make lab` opens the book (chapters/, with the
+## solutions); students run `make lab EDITION=student`, which opens the student edition in
+## $(STUDENT_DIR), writing it first where a notebook is missing (never over their work).
+EDITION     ?= book
+STUDENT_DIR ?= _build/student
 lab: install
+ifeq ($(EDITION),student)
+	@$(BIN)/python tools/student.py chapters $(STUDENT_DIR) >/dev/null || true
+	$(BIN)/jupyter lab $(STUDENT_DIR)/
+else ifeq ($(EDITION),book)
 	$(BIN)/jupyter lab chapters/
+else
+	@echo "EDITION must be book or student, got $(EDITION)"; exit 2
+endif
 
 ## Which data files the book needs and which are here; `make data ACTION=fetch` downloads.
 data: install
@@ -99,14 +110,32 @@ build-strict: install
 browser: install build-strict
 	MLKIT_BROWSER_TEST=1 $(BIN)/python -m pytest -q tests/browser
 
-## Coursework: the student edition of every chapter (solution cells emptied) in _build/student/.
+## Coursework: the student edition of every chapter (solutions replaced by stubs, outputs
+## cleared) in $(OUT) (default _build/student/); a notebook a student changed there is kept,
+## not overwritten (the command then says so and fails: choose another OUT).
 student: install
-	$(BIN)/python tools/student.py chapters _build/student
+	$(BIN)/python tools/student.py chapters $(or $(OUT),$(STUDENT_DIR))
 
-## Coursework: execute a folder of submissions (one sub-folder per student) and print scores.
+## Coursework: the student site in _build/student-book/src/_build/html: the pages built
+## from the student edition (no solution in the pages or the notebook downloads).
+student-book: install-book
+	$(BIN)/python tools/student_book.py _build/student-book
+
+## Coursework: the instructor edition (solved notebooks, hidden tests, rubrics) in $(OUT)
+## (default _build/instructor/).
+instructor: install
+	$(BIN)/python tools/instructor.py chapters $(or $(OUT),_build/instructor)
+
+## Coursework: grade a folder of submissions (one sub-folder per student) with the hidden
+## tests of instructor/tests (or TESTS=folder): each notebook in a fresh kernel, killed after
+## GRADE_TIMEOUT seconds, JOBS students at once (default: the cores); CSV rows in OUT
+## (default grades.csv). The fixture class: python tests/fixtures/grading/make_class.py F,
+## then make grade DIR=F/class TESTS=tests/fixtures/grading/instructor/tests.
+GRADE_TIMEOUT ?= 300
 grade: install
-	@test -n "$(DIR)" || { echo "usage: make grade DIR=folder-of-submissions"; exit 2; }
-	$(BIN)/python tools/grade.py "$(DIR)" --ref chapters --timeout $(TIMEOUT)
+	@test -n "$(DIR)" || { echo "usage: make grade DIR=folder-of-submissions [OUT=grades.csv]"; exit 2; }
+	$(BIN)/python tools/grade.py "$(DIR)" --out "$(or $(OUT),grades.csv)" \
+	    --timeout $(GRADE_TIMEOUT) $(if $(JOBS),--jobs $(JOBS)) $(if $(TESTS),--tests "$(TESTS)")
 
 clean:
 	rm -rf _build

@@ -1,4 +1,5 @@
-"""Tests for mlkit.exercises and the coursework tools (tools/student.py, tools/grade.py)."""
+"""Tests for mlkit.exercises (the readers' self-checks) and the editions (tools/student.py,
+tools/instructor.py); the grader has tests/test_grade.py."""
 
 import importlib.util
 import json
@@ -11,7 +12,7 @@ import pytest
 import torch
 
 from mlkit import exercises
-from mlkit.exercises import LOG_ENV, Result, check, close, register
+from mlkit.exercises import SPECS, Result, check, close, register
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,7 +26,16 @@ def _load_tool(name):
 
 
 student = _load_tool("student")
-grade = _load_tool("grade")
+_refs = importlib.util.spec_from_file_location(
+    "_references", ROOT / "instructor" / "tests" / "_references.py")
+references = importlib.util.module_from_spec(_refs)
+_refs.loader.exec_module(references)
+
+
+def _answer(exercise):
+    """The book's code for ``exercise``: the library's, or the instructor's reference."""
+    spec = SPECS[exercise]
+    return spec.answer if spec.answer is not None else references.REFERENCES[exercise]
 
 
 @pytest.fixture
@@ -45,7 +55,8 @@ def test_check_pass_and_fail_print_and_return(demo_check, capsys):
     r = check(demo_check, 5)
     assert not r
     out = capsys.readouterr().out
-    assert out.startswith("FAIL ex-test-1: off by up to 1") and "Hint: Multiply the two numbers." in out
+    assert out.startswith("FAIL ex-test-1: too small") and "Hint: Multiply the two numbers." in out
+    assert "6" not in out.split("Hint")[0]  # the expected value is never printed
 
 
 def test_wrong_kind_of_answer_is_a_fail_not_a_traceback(demo_check, capsys):
@@ -68,15 +79,6 @@ def test_exception_in_check_counts_as_fail(capsys):
     assert not r and "KeyError" in r.message
 
 
-def test_log_written_when_env_set(demo_check, tmp_path, monkeypatch, capsys):
-    log = tmp_path / "log.jsonl"
-    monkeypatch.setenv(LOG_ENV, str(log))
-    check(demo_check, 6)
-    check(demo_check, 1)
-    lines = [json.loads(x) for x in log.read_text().splitlines()]
-    assert lines == [{"exercise": "ex-test-1", "passed": True}, {"exercise": "ex-test-1", "passed": False}]
-
-
 def test_close_accepts_tensors_and_arrays():
     assert close(torch.tensor([1.0, 2.0]), np.array([1.0, 2.0]))[0]
     assert not close(torch.tensor([1.0, 2.1]), [1.0, 2.0])[0]
@@ -93,7 +95,7 @@ def test_bad_input(demo_check):
         register(demo_check, hint="again")(lambda a: True)
 
 
-# --- tools/student.py and tools/grade.py on a small two-exercise notebook ------------------
+# --- tools/student.py on a small two-exercise notebook --------------------------------------
 
 SETUP = '''from mlkit.exercises import check, close, register
 @register("ex-demo-1", hint="2 times 3.")
@@ -159,45 +161,6 @@ def test_student_needs_notebooks(tmp_path):
     assert student.main([str(tmp_path), str(tmp_path / "o")]) == 2
 
 
-def test_exercises_in_finds_check_calls(tmp_path):
-    make_book_notebook(tmp_path / "a.ipynb")
-    assert grade.exercises_in(nbformat.read(tmp_path / "a.ipynb", as_version=4)) == ["ex-demo-1", "ex-demo-2"]
-
-
-def test_grade_solved_full_marks_student_zero(tmp_path):
-    """End to end (two kernels, a few seconds): solved copy 2/2, student edition 0/2."""
-    ref = tmp_path / "chapters"
-    ref.mkdir()
-    make_book_notebook(ref / "09_demo.ipynb")
-    subs = tmp_path / "subs"
-    (subs / "solved").mkdir(parents=True)
-    make_book_notebook(subs / "solved" / "09_demo.ipynb")
-    student.main([str(ref), str(subs / "blank")])
-    # a student who deleted a check call is still marked on it (the reference names it)
-    half = nbformat.read(subs / "solved" / "09_demo.ipynb", as_version=4)
-    del half.cells[5]
-    (subs / "half").mkdir()
-    nbformat.write(half, subs / "half" / "09_demo.ipynb")
-    columns, table, notes = grade.grade(subs, ref, timeout=60)
-    assert columns == ["ex-demo-1", "ex-demo-2"]
-    assert table == {"blank": {"ex-demo-1": 0, "ex-demo-2": 0},
-                     "half": {"ex-demo-1": 1, "ex-demo-2": 0},
-                     "solved": {"ex-demo-1": 1, "ex-demo-2": 1}}
-    assert any("blank" in n and "NameError" in n for n in notes)
-    text = grade.format_table(columns, table)
-    assert "solved   1          1          2/2" in text
-    assert "blank    0          0          0/2" in text
-
-
-def test_grade_bad_dir(tmp_path):
-    with pytest.raises(ValueError, match="DIR must"):
-        grade.students_in(tmp_path / "missing")
-    with pytest.raises(ValueError, match="DIR must"):
-        grade.students_in(tmp_path)
-    with pytest.raises(ValueError, match="timeout must"):
-        grade.run_notebook(tmp_path / "x.ipynb", 0)
-
-
 def test_gated_solution_spanning_cells_is_removed():
     """sphinx-exercise's {solution-start} ... {solution-end}, as chapter 1 uses it."""
     nb = nbformat.v4.new_notebook()
@@ -218,18 +181,231 @@ def test_gated_solution_spanning_cells_is_removed():
     assert out.cells[3].source == "x = 1"
 
 
-def test_ch1_example_check(capsys):
-    """The worked chapter-1 check: the right numbers pass, shifted ones and wrong keys fail."""
-    from mlkit import data as D
-    from mlkit import maml
+def test_every_checked_exercise_passes_the_books_code_and_fails_a_wrong_one(capsys):
+    """Each self-check: the book's own code passes; a shifted answer, a constant and an
+    unwritten stub fail, and no FAIL line prints a number of the reference."""
+    for exercise, spec in SPECS.items():
+        assert check(exercise, _answer(exercise)), exercise
 
-    torch.manual_seed(0)
-    model, _ = maml.train_sinusoid(3, k_shot=5, inner_steps=1, alpha=0.01, seed=0, progress=False)
-    task = D.sample_sinusoid_tasks(1, k_shot=5, n_query=20, seed=1)
-    right = {s: maml.evaluate(model, [task], loss_fn=maml.mse_loss, inner_steps=s, alpha=0.01,
-                              metric=maml.mse_loss)[0] for s in (0, 1, 2, 5, 10, 20)}
-    assert check("ex-ch1-1", right, model, task)
-    assert not check("ex-ch1-1", {s: v + 0.5 for s, v in right.items()}, model, task)
-    assert not check("ex-ch1-1", {1: right[1]}, model, task)
+        def shifted(*args, _f=_answer(exercise)):
+            v = _f(*args)
+            if isinstance(v, dict):
+                return {k: x + 0.5 for k, x in v.items()}
+            return v + 1
+
+        def stub(*args):
+            raise NotImplementedError("your code here")
+
+        assert not check(exercise, shifted), exercise
+        assert not check(exercise, lambda *a: 1.0), exercise
+        assert not check(exercise, stub), exercise
+        assert not check(exercise, None), exercise
     out = capsys.readouterr().out
-    assert out.count("PASS ex-ch1-1") == 1 and out.count("FAIL ex-ch1-1") == 2
+    assert out.count("PASS") == len(SPECS)
+    for line in out.splitlines():
+        if line.startswith("FAIL"):
+            assert "off by" not in line and "expected 0" not in line
+
+
+def test_the_prediction_typed_in_does_not_pass():
+    """ex-ch5-2 asks what doubling the margin does; returning the margin itself (the
+    prediction, not the computation) must not pass."""
+    assert not check("ex-ch5-2", lambda points, labels, margin: margin)
+    assert not check("ex-ch3-2", lambda model, tasks, alpha: 0.0)
+
+
+def test_older_forms_still_accepted_with_tight_tolerances(capsys):
+    """The chapters' present check cells (values on the chapter's data) keep working."""
+    from mlkit import exercises, theory
+
+    tasks = theory.sample_linear_tasks(seed=0)
+    answer_1 = exercises._ans_ch5_1(tasks, (0.0, 0.0), 0.2)
+    assert check("ex-ch5-1", answer_1)
+    answer_3 = exercises._ans_ch5_3(tasks, 0.2, 2)
+    assert check("ex-ch5-3", answer_3)
+    end = theory.train_linear_maml(tasks, alpha=0.2, inner_steps=2, first_order=True)[-1]
+    assert not check("ex-ch5-3", end)  # the training endpoint is not the computed point
+    model, x, y, _ = exercises.exercise_inputs("ex-ch3-1", 0)
+    task = type("T", (), {"support_x": x[None], "support_y": y[None]})()
+    fast = exercises._ans_ch3_1(model, x, y, 0.01)
+    assert check("ex-ch3-1", fast, model, task)
+    assert "PASS ex-ch3-1: your fast weights equal maml.adapt's" in capsys.readouterr().out
+
+
+def test_references_outside_the_package_match_the_digests():
+    """The three answers kept out of mlkit (digests only) agree with the instructor's code
+    on the self-check's seeds, and mlkit has no reference for them."""
+    from mlkit import exercises
+
+    for exercise in references.REFERENCES:
+        spec = SPECS[exercise]
+        assert spec.answer is None and len(spec.digests) == len(spec.seeds)
+        for seed, digest in zip(spec.seeds, spec.digests):
+            got = references.REFERENCES[exercise](*spec.inputs(seed))
+            assert exercises._digest(exercise, seed, got) == digest
+        with pytest.raises(ValueError, match="instructor"):
+            exercises.reference(exercise, 0)
+
+
+def test_inputs_are_fresh_copies():
+    """A reader's function that changes its inputs cannot change the reference."""
+    from mlkit import exercises
+
+    a, b = exercises.exercise_inputs("ex-ch6-1", 3)
+    a.zero_()
+    c, _ = exercises.exercise_inputs("ex-ch6-1", 3)
+    assert c.abs().sum() > 0
+    with pytest.raises(ValueError, match="exercise must be one of"):
+        exercises.exercise_inputs("ex-ch9-9", 0)
+
+
+def test_no_reference_value_stored_in_the_checks():
+    """The checks compute their references: exercises.py holds no number with four or more
+    significant digits (a stored answer would be one)."""
+    import ast
+
+    tree = ast.parse((ROOT / "mlkit" / "exercises.py").read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, float):
+            digits = f"{node.value:.12g}".lstrip("-0.").replace(".", "").rstrip("0")
+            assert len(digits.split("e")[0]) < 4, node.value
+
+
+MARKED = '''def my_fn(x):
+    """Doc."""
+    ### BEGIN SOLUTION
+    return x * 2
+    ### END SOLUTION
+
+
+n = 10
+### BEGIN SOLUTION
+total, extra = n * 2, 1
+### END SOLUTION'''
+
+
+def test_marked_solution_regions_become_stubs():
+    out = student.strip_marked(MARKED)
+    assert "x * 2" not in out and "n * 2" not in out
+    assert 'raise NotImplementedError("your code here")' in out
+    assert "total = ...\nextra = ..." in out and "n = 10" in out
+    namespace = {}
+    exec(out, namespace)  # the stubbed cell runs; the check cell after it then can too
+    assert namespace["total"] is Ellipsis
+    with pytest.raises(NotImplementedError):
+        namespace["my_fn"](1)
+
+
+def test_make_student_never_overwrites_work(tmp_path, capsys):
+    src, out = tmp_path / "chapters", tmp_path / "student"
+    src.mkdir()
+    make_book_notebook(src / "09_demo.ipynb")
+    assert student.main([str(src), str(out)]) == 0
+    assert student.main([str(src), str(out)]) == 0  # unchanged: written again, same bytes
+    edited = nbformat.read(out / "09_demo.ipynb", as_version=4)
+    edited.cells[1].source = "answer = 6  # my work"
+    nbformat.write(edited, out / "09_demo.ipynb")
+    capsys.readouterr()
+    assert student.main([str(src), str(out)]) == 1
+    captured = capsys.readouterr()
+    assert "kept" in captured.out and "make student OUT=" in captured.err
+    assert "my work" in (out / "09_demo.ipynb").read_text()
+
+
+def _solution_texts(nb):
+    """The solution code of a solved chapter: whole solution cells, or marked regions."""
+    texts = []
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        if student.has_markers(cell.source):
+            parts = cell.source.split("### BEGIN SOLUTION")[1:]
+            texts += [p.split("### END SOLUTION")[0] for p in parts]
+        elif student.is_solution(cell):
+            texts.append(cell.source)
+    return texts
+
+
+def _answer_lines(texts):
+    """Lines of solution code specific enough to give an answer away."""
+    lines = set()
+    for text in texts:
+        for line in text.splitlines():
+            line = line.strip()
+            if (len(line) >= 30 and not line.startswith(("#", "print(", "import ", "from ",
+                                                          "def ", "return ", '"""'))):
+                lines.add(line)
+    return lines
+
+
+def test_answers_are_not_in_the_student_edition_the_site_or_the_package(tmp_path):
+    """For every chapter: no solution line and no printed output of a solution cell in the
+    student edition or in the student site's notebooks; no whole solution in the
+    installed mlkit."""
+    import mlkit
+
+    student_book = _load_tool("student_book")
+    chapters = sorted((ROOT / "chapters").glob("*.ipynb"))
+    assert student.main([str(ROOT / "chapters"), str(tmp_path / "edition")]) == 0
+    site = student_book.prepare(tmp_path / "site")
+    assert not (site / "chapters" / "src").exists()
+    package = "\n".join(p.read_text(encoding="utf-8")
+                        for p in Path(mlkit.__file__).parent.rglob("*.py"))
+    for path in chapters:
+        solved = nbformat.read(path, as_version=4)
+        edition = (tmp_path / "edition" / path.name).read_text(encoding="utf-8")
+        edition_nb = nbformat.reads(edition, as_version=4)
+        assert all(c.get("outputs", []) == [] for c in edition_nb.cells if c.cell_type == "code")
+        pages = (site / "chapters" / path.name).read_text(encoding="utf-8")
+        # lines that occur outside the solutions too (the chapter's own code) give nothing away
+        shared = "\n".join(c.source for c in solved.cells
+                           if c.cell_type == "markdown" or not (student.is_solution(c)
+                                                                or student.has_markers(c.source)))
+        for line in _answer_lines(_solution_texts(solved)) - set(
+                x.strip() for x in shared.splitlines()):
+            assert line not in edition, (path.name, line)
+            assert line not in pages, (path.name, line)
+        for text in _solution_texts(solved):
+            body = "\n".join(x.strip() for x in text.strip().splitlines())
+            if len(body) >= 60:
+                assert body not in package, path.name
+        for cell in solved.cells:
+            if cell.cell_type == "code" and student.is_solution(cell):
+                for out in cell.get("outputs", []):
+                    for line in out.get("text", "").splitlines():
+                        if len(line.strip()) >= 12:
+                            assert line.strip() not in edition, (path.name, line)
+                            assert line.strip() not in pages, (path.name, line)
+
+
+def test_instructor_edition(tmp_path, capsys):
+    """Solved notebooks, hidden tests and rubrics, in one folder outside the package."""
+    instructor = _load_tool("instructor")
+    src = tmp_path / "chapters"
+    src.mkdir()
+    make_book_notebook(src / "09_demo.ipynb")
+    out = tmp_path / "instructor"
+    assert instructor.main([str(src), str(out)]) == 0
+    assert (out / "chapters" / "09_demo.ipynb").read_bytes() == (src / "09_demo.ipynb").read_bytes()
+    assert (out / "tests" / "03_maml.py").is_file() and (out / "tests" / "_common.py").is_file()
+    assert "ex-ch6-4" in (out / "rubrics.md").read_text(encoding="utf-8")
+    assert instructor.main([str(src), str(out)]) == 0  # regenerated in place
+    assert instructor.main([str(tmp_path / "none"), str(out)]) == 2
+
+
+def test_every_exercise_is_checked_or_has_a_rubric():
+    """All 22 exercises of the chapters: a check in mlkit.exercises and a hidden test, or a
+    model answer and rubric in instructor/rubrics.md."""
+    import re
+
+    labels = set()
+    for path in (ROOT / "chapters" / "src").glob("*.md"):
+        labels |= set(re.findall(r":label: (ex-ch\d+-\d+)", path.read_text(encoding="utf-8")))
+    rubrics = (ROOT / "instructor" / "rubrics.md").read_text(encoding="utf-8")
+    hidden = "\n".join(p.read_text(encoding="utf-8")
+                       for p in (ROOT / "instructor" / "tests").glob("0*.py"))
+    for label in sorted(labels):
+        if label in SPECS:
+            assert f'"{label}"' in hidden, label
+        else:
+            assert f"### {label} " in rubrics, label

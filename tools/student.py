@@ -1,10 +1,16 @@
 """Write the student edition of every chapter notebook: solutions removed, outputs cleared.
 
     python tools/student.py [SRC] [OUT]        (defaults: chapters  _build/student)
-    make student
+    make student [OUT=folder]
 
 For each ``SRC/*.ipynb``:
-- a code cell tagged ``solution`` keeps its tags but its code becomes ``# your code here``;
+- in any code cell, the lines between ``### BEGIN SOLUTION`` and ``### END SOLUTION``
+  (nbgrader's markers) are replaced by a stub: inside a function (an indented marker),
+  ``raise NotImplementedError("your code here")``; at the top level, ``# your code here``
+  and ``name = ...`` for every name the solution assigned, so that the check cell after it
+  runs (and reports "no answer yet") in the student edition;
+- any other code cell tagged ``solution`` keeps its tags but its code becomes
+  ``# your code here``;
 - in markdown cells, each ``{solution}`` directive block (the worked answer shown behind a
   toggle on the site) is removed;
 - a gated solution (sphinx-exercise's ``{solution-start}`` ... ``{solution-end}``, which may
@@ -13,6 +19,10 @@ For each ``SRC/*.ipynb``:
 - every output and execution count is cleared, so no result of a solution shows (students run
   the notebook themselves), and stored widget state is dropped.
 Non-notebook pages (the .md chapters) have no code and are not copied.
+
+A student's work is never overwritten: a notebook already in OUT that differs from the fresh
+edition (edited, or merely run) is kept, the fresh one is not written, and the command says
+so and exits with status 1 (write a new edition elsewhere with ``make student OUT=...``).
 """
 
 from __future__ import annotations
@@ -73,26 +83,77 @@ def strip_gated(markdown: str, in_gate: bool) -> tuple[str, bool]:
     return "".join(kept), in_gate
 
 
+_BEGIN = re.compile(r"^(?P<indent>[ \t]*)### BEGIN SOLUTION[ \t]*$", re.MULTILINE)
+_END = re.compile(r"^[ \t]*### END SOLUTION[ \t]*\n?", re.MULTILINE)
+_ASSIGNED = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*(?:\s*,\s*[A-Za-z_][A-Za-z0-9_]*)*)\s*=[^=]",
+                       re.MULTILINE)
+
+
+def has_markers(source: str) -> bool:
+    """Whether ``source`` holds a ``### BEGIN SOLUTION`` marker."""
+    return _BEGIN.search(source) is not None
+
+
+def _stub(indent: str, region: str) -> str:
+    if indent:
+        return f'{indent}# your code here\n{indent}raise NotImplementedError("your code here")\n'
+    names: list[str] = []
+    for m in _ASSIGNED.finditer(region):
+        for name in m.group(1).split(","):
+            if name.strip() not in names:
+                names.append(name.strip())
+    return "# your code here\n" + "".join(f"{n} = ...\n" for n in names)
+
+
+def strip_marked(source: str) -> str:
+    """``source`` with every ``### BEGIN SOLUTION`` ... ``### END SOLUTION`` region stubbed
+    (an unterminated region runs to the end of the cell)."""
+    out, pos = [], 0
+    while True:
+        m = _BEGIN.search(source, pos)
+        if m is None:
+            out.append(source[pos:])
+            break
+        out.append(source[pos:m.start()])
+        e = _END.search(source, m.end())
+        region = source[m.end():e.start() if e else len(source)]
+        out.append(_stub(m.group("indent"), region))
+        pos = e.end() if e else len(source)
+    return "".join(out).rstrip("\n")
+
+
 def is_solution(cell: nbformat.NotebookNode) -> bool:
     return SOLUTION_TAG in cell.get("metadata", {}).get("tags", [])
 
 
-def student_edition(nb: nbformat.NotebookNode) -> tuple[nbformat.NotebookNode, int]:
-    """Return the student edition of ``nb`` (a copy) and how many solution cells it emptied."""
+def student_edition(nb: nbformat.NotebookNode, *, keep_outputs: bool = False
+                    ) -> tuple[nbformat.NotebookNode, int]:
+    """Return the student edition of ``nb`` (a copy) and how many solution cells it emptied.
+
+    ``keep_outputs=True`` (the student site) keeps the stored outputs of the cells that are
+    not solutions, so that the pages keep the chapter's figures and tables; the outputs of
+    solution cells always go.
+    """
     nb = nbformat.from_dict(nb)  # deep copy
     emptied = 0
     in_gate = False
     for cell in nb.cells:
         if cell.cell_type == "code":
-            if is_solution(cell) or in_gate:
+            solution = has_markers(cell.source) or is_solution(cell) or in_gate
+            if has_markers(cell.source):
+                cell.source = strip_marked(cell.source)
+                emptied += 1
+            elif is_solution(cell) or in_gate:
                 cell.source = PLACEHOLDER
                 emptied += 1
-            cell.outputs = []
-            cell.execution_count = None
+            if solution or not keep_outputs:
+                cell.outputs = []
+                cell.execution_count = None
         elif cell.cell_type == "markdown":
             text, in_gate = strip_gated(cell.source, in_gate)
             cell.source = strip_solution_blocks(text)
-    nb.metadata.pop("widgets", None)
+    if not keep_outputs:
+        nb.metadata.pop("widgets", None)
     return nb, emptied
 
 
@@ -107,11 +168,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"src must hold .ipynb notebooks; none in {src}", file=sys.stderr)
         return 2
     out.mkdir(parents=True, exist_ok=True)
+    kept = []
     for path in notebooks:
         nb, emptied = student_edition(nbformat.read(path, as_version=4))
         nbformat.validate(nb)
-        nbformat.write(nb, out / path.name)
-        print(f"{out / path.name}: {emptied} solution cell(s) emptied")
+        text = nbformat.writes(nb) + "\n"
+        target = out / path.name
+        if target.exists() and target.read_text(encoding="utf-8") != text:
+            kept.append(target)
+            print(f"{target}: kept (it differs from a fresh edition: a student's work is "
+                  f"never overwritten)")
+            continue
+        target.write_text(text, encoding="utf-8")
+        print(f"{target}: {emptied} solution cell(s) emptied")
+    if kept:
+        print(f"{len(kept)} notebook(s) in {out} were kept as they are; for a fresh edition "
+              f"choose another folder: make student OUT=other-folder", file=sys.stderr)
+        return 1
     return 0
 
 
