@@ -14,6 +14,11 @@ weights with respect to the initial weights ``theta`` and updates them with Adam
   term :math:`(I - \alpha \nabla^2 \mathcal{L}_i)`.
 * First order (FOMAML): the inner gradients are treated as constants.
 * ANIL (Raghu et al. 2020): only the head's parameters are adapted in the inner loop.
+* Meta-SGD (Li et al. 2017, arXiv:1707.09835): the inner rate is a tensor of each
+  parameter's shape, :math:`\theta' = \theta - \boldsymbol\alpha \circ \nabla_\theta
+  \mathcal{L}`, meta-learned beside the initialisation (:func:`attach_inner_rates`,
+  :func:`inner_rates`, :func:`learned_rate_summary`). Wherever ``alpha`` is taken, a mapping
+  from parameter names to such tensors may be given instead of one number.
 
 Two equivalent layouts run the same mathematics. :func:`adapt` / :func:`predict` work on one
 task and any ``nn.Module`` through ``torch.func.functional_call``. :func:`adapt_tasks` /
@@ -44,7 +49,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from types import SimpleNamespace
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence, Union
 
 import numpy as np
 import torch
@@ -54,8 +59,8 @@ from torch.func import functional_call
 
 from . import data as D
 from .data import _check_flag, _check_tensor
-from .checkpoints import (Autosaver, begin_session, load_checkpoint, load_state,
-                          manifest, run_dir, save_checkpoint, save_state)
+from .checkpoints import (Autosaver, begin_session, check_name, load_checkpoint,
+                          load_state, manifest, run_dir, save_checkpoint, save_state)
 from .nets import ConvNet, SinusoidMLP, head_parameter_names
 from .stats import mean_ci95
 
@@ -65,11 +70,13 @@ __all__ = [
     "query_loss", "meta_gradient", "meta_train", "evaluate", "adaptation_curve",
     "tune_alpha", "compact_history",
     "MAMLConfig", "CONFIGS", "build_model", "load_model", "train_sinusoid",
-    "RECIPES",
+    "RECIPES", "attach_inner_rates", "inner_rates", "learned_rate_summary",
 ]
 
 Params = dict[str, torch.Tensor]
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+# One inner rate for every parameter, or (Meta-SGD) a tensor of each parameter's shape.
+Alpha = Union[float, Mapping[str, torch.Tensor]]
 
 # ------------------------------------------------------------------ checks
 
@@ -113,13 +120,45 @@ def _check_module(name: str, value: Any) -> nn.Module:
     return value
 
 
-def _check_inner(inner_steps: int, alpha: float,
+def _check_inner(inner_steps: int, alpha: float | Mapping[str, torch.Tensor],
                  steps_name: str = "inner_steps") -> None:
     if isinstance(inner_steps, bool) or not isinstance(
             inner_steps, (int, np.integer)) or inner_steps < 0:
         raise ValueError(f"{steps_name} must be an integer >= 0, "
                          f"got {inner_steps!r}")
-    _check_positive("alpha", alpha)
+    if not isinstance(alpha, Mapping):
+        _check_positive("alpha", alpha)
+        return
+    # Meta-SGD's rates: any finite real number (a learned rate may turn negative, which
+    # reverses that coordinate's step; Li et al. learn direction and size alike).
+    if not alpha:
+        raise ValueError("alpha must be a positive number or a non-empty mapping from "
+                         "parameter names to rate tensors, got an empty mapping")
+    for n, r in alpha.items():
+        if not isinstance(r, torch.Tensor) or not r.is_floating_point():
+            raise ValueError(f"alpha[{n!r}] must be a floating-point tensor of the "
+                             f"parameter's shape, got {type(r).__name__}")
+        if not bool(torch.isfinite(r.detach()).all()):
+            raise ValueError(f"alpha[{n!r}] must hold finite rates, got NaN or inf")
+
+
+def _check_rates(alpha: float | Mapping[str, torch.Tensor], names: Sequence[str],
+                 shapes: Mapping[str, torch.Size]) -> None:
+    """Per-parameter rates name every adapted parameter, each of that parameter's shape."""
+    if not isinstance(alpha, Mapping):
+        return
+    unknown = [n for n in alpha if n not in shapes or n.startswith(RATE_PREFIX)]
+    if unknown:
+        raise ValueError(f"alpha holds names that are not adaptable parameters of the "
+                         f"model: {unknown}")
+    missing = [n for n in names if n not in alpha]
+    if missing:
+        raise ValueError(f"alpha must hold a rate tensor for every adapted parameter, "
+                         f"missing {missing}")
+    for n in names:
+        if tuple(alpha[n].shape) != tuple(shapes[n]):
+            raise ValueError(f"alpha[{n!r}] must have the parameter's shape "
+                             f"{tuple(shapes[n])}, got {tuple(alpha[n].shape)}")
 
 
 # ------------------------------------------------------------------ losses
@@ -290,8 +329,10 @@ def _names(model: nn.Module, params: Params, adapt_names: Sequence[str] | None) 
                                     or not isinstance(adapt_names, Iterable)):
         raise ValueError(f"adapt_names must be None or a list of parameter "
                          f"names, got {adapt_names!r}")
-    names = list(params) if adapt_names is None else list(adapt_names)
-    unknown = [n for n in names if n not in params]
+    # Meta-SGD's learned rates ride along with the weights but are never adapted.
+    names = ([n for n in params if not n.startswith(RATE_PREFIX)]
+             if adapt_names is None else list(adapt_names))
+    unknown = [n for n in names if n not in params or n.startswith(RATE_PREFIX)]
     if unknown:
         raise ValueError(f"adapt_names holds names that are not parameters: {unknown}")
     if not names:
@@ -312,17 +353,21 @@ def _check_adapt_args(model: nn.Module, loss_fn: Any, inner_steps: Any,
 
 
 def _apply(params: Params, names: list[str], targets: list[torch.Tensor], loss: torch.Tensor,
-           alpha: float, first_order: bool) -> Params:
+           alpha: float | Mapping[str, torch.Tensor], first_order: bool) -> Params:
     grads = torch.autograd.grad(loss, targets, create_graph=not first_order)
     new = dict(params)
     for n, t, g in zip(names, targets, grads):
-        new[n] = t - alpha * (g.detach() if first_order else g)
+        # Meta-SGD: an elementwise product; a rate of the parameter's shape broadcasts over
+        # the leading task axis of the task-batch layout.
+        rate = alpha[n] if isinstance(alpha, Mapping) else alpha
+        new[n] = t - rate * (g.detach() if first_order else g)
     return new
 
 
 def _adapt(forward: Callable[[Params, torch.Tensor], torch.Tensor], params: Params,
            names: list[str], support_x: torch.Tensor, support_y: torch.Tensor, loss_fn: LossFn,
-           inner_steps: int, alpha: float, first_order: bool) -> Params:
+           inner_steps: int, alpha: float | Mapping[str, torch.Tensor],
+           first_order: bool) -> Params:
     if inner_steps and not all(params[n].requires_grad for n in names):
         params = {**params, **{n: params[n].detach().requires_grad_()
                                for n in names if not params[n].requires_grad}}
@@ -340,7 +385,8 @@ def _adapt(forward: Callable[[Params, torch.Tensor], torch.Tensor], params: Para
 
 
 def adapt(model: nn.Module, support_x: torch.Tensor, support_y: torch.Tensor, *,
-          loss_fn: LossFn, inner_steps: int = 1, alpha: float = 0.01,
+          loss_fn: LossFn, inner_steps: int = 1,
+          alpha: float | Mapping[str, torch.Tensor] = 0.01,
           params: Mapping[str, torch.Tensor] | None = None, first_order: bool = False,
           adapt_names: Sequence[str] | None = None) -> Params:
     r"""The inner loop for one task: ``inner_steps`` steps of :math:`\theta' = \theta - \alpha
@@ -350,12 +396,16 @@ def adapt(model: nn.Module, support_x: torch.Tensor, support_y: torch.Tensor, *,
     differentiable with respect to ``params`` including the second-order term; with
     ``first_order=True`` the inner gradients are constants (FOMAML). ``adapt_names`` restricts
     the update to some parameters (ANIL: the head's). ``inner_steps=0`` returns ``params``.
+    ``alpha`` is one rate, or (Meta-SGD) a mapping from each adapted parameter's name to a
+    tensor of its shape, the step then being :math:`\theta - \boldsymbol\alpha \circ
+    \nabla_\theta \mathcal{L}` elementwise (:func:`inner_rates` gives a model's own).
     """
     _check_adapt_args(model, loss_fn, inner_steps, alpha, params, first_order)
     _check_xy(support_x, support_y, _n_out(model), _is_classifier(model, support_y), "support")
     p = _initial(model, params)
     _check_input(model, p, support_x, "support_x")
     names = _names(model, p, adapt_names)
+    _check_rates(alpha, names, {n: v.shape for n, v in p.items()})
     return _adapt(lambda q, x: functional_call(model, q, (x,)), p, names,
                   support_x, support_y, loss_fn, inner_steps, alpha,
                   first_order)
@@ -438,7 +488,8 @@ def _predict_tasks(model: nn.Module, params: Mapping[str, torch.Tensor],
 
 
 def adapt_tasks(model: nn.Module, support_x: torch.Tensor, support_y: torch.Tensor, *,
-                loss_fn: LossFn, inner_steps: int = 1, alpha: float = 0.01,
+                loss_fn: LossFn, inner_steps: int = 1,
+                alpha: float | Mapping[str, torch.Tensor] = 0.01,
                 params: Mapping[str, torch.Tensor] | None = None, first_order: bool = False,
                 adapt_names: Sequence[str] | None = None) -> Params:
     """:func:`adapt` for a whole task batch at once (``support_x`` is ``(T, n, ...)``).
@@ -460,10 +511,121 @@ def adapt_tasks(model: nn.Module, support_x: torch.Tensor, support_y: torch.Tens
     base = _initial(model, params)
     _check_input(model, base, support_x, "support_x", tasks=True)
     names = _names(model, base, adapt_names)
+    _check_rates(alpha, names, {n: v.shape for n, v in base.items()})
     p = _expand(base, support_x.shape[0])
     return _adapt(lambda q, x: _predict_tasks(model, q, x), p, names,
                   support_x, support_y, loss_fn, inner_steps, alpha,
                   first_order)
+
+
+# ------------------------------------------------------------------ Meta-SGD's learned rates
+
+# The rates live in a submodule of the network they step, so that the state dict, the
+# optimiser, checkpoints and resumed runs carry them with the weights. A parameter
+# ``body.0.0.weight`` has its rate at ``inner_rates.body-0-0-weight`` ('.' cannot be part
+# of a parameter's own name; '-' cannot be part of a module attribute).
+RATE_MODULE = "inner_rates"
+RATE_PREFIX = RATE_MODULE + "."
+
+
+class _InnerRates(nn.Module):
+    """One learnable rate tensor per parameter of the network it belongs to."""
+
+    def __init__(self, shapes: Mapping[str, torch.Size], alpha: float,
+                 dtype: torch.dtype, device: torch.device | None = None) -> None:
+        super().__init__()
+        for n, shape in shapes.items():
+            self.register_parameter(n.replace(".", "-"), nn.Parameter(
+                torch.full(tuple(shape), float(alpha), dtype=dtype, device=device)))
+
+    def by_parameter(self) -> Params:
+        return {n.replace("-", "."): r for n, r in self.named_parameters()}
+
+
+def attach_inner_rates(model: nn.Module, alpha: float) -> nn.Module:
+    r"""Give ``model`` Meta-SGD's per-parameter inner rates, each set to ``alpha``; returns it.
+
+    Li et al. 2017 ("Meta-SGD: Learning to learn quickly for few-shot learning",
+    arXiv:1707.09835) replace MAML's one inner rate by a tensor :math:`\boldsymbol\alpha`
+    of each parameter's shape, meta-learned with the initialisation:
+    :math:`\theta' = \theta - \boldsymbol\alpha \circ \nabla_\theta
+    \mathcal{L}_{\text{support}}(\theta)`. With every rate equal to MAML's ``alpha`` the
+    step is MAML's. The rates are parameters of a submodule ``inner_rates`` (so
+    ``model.parameters()``, ``state_dict`` and checkpoints include them); the inner loop
+    never adapts them. :func:`inner_rates` returns them by parameter name.
+    """
+    _check_module("model", model)
+    alpha = _check_positive("alpha", alpha)
+    if hasattr(model, RATE_MODULE):
+        raise ValueError(f"model already has inner rates ({RATE_MODULE}); attach them once")
+    shapes = {n: p.shape for n, p in model.named_parameters()}
+    if not shapes:
+        raise ValueError("model must have parameters, got none")
+    ref = next(model.parameters())
+    model.add_module(RATE_MODULE, _InnerRates(shapes, alpha, ref.dtype, ref.device))
+    return model
+
+
+def inner_rates(model: nn.Module) -> Params:
+    """A Meta-SGD model's learned inner rates, ``{parameter name: rate tensor}``.
+
+    The tensors are the model's own parameters (gradients reach them); pass the dict as
+    ``alpha`` to :func:`adapt`, :func:`query_loss`, :func:`meta_train` or :func:`evaluate`.
+    """
+    _check_module("model", model)
+    rates = getattr(model, RATE_MODULE, None)
+    if not isinstance(rates, _InnerRates):
+        raise ValueError(f"model has no learned inner rates (a Meta-SGD network, made by "
+                         f"attach_inner_rates or load_model('metasgd-...')), got a plain "
+                         f"{type(model).__name__}")
+    return rates.by_parameter()
+
+
+def _layer_and_kind(model: nn.Module, name: str) -> tuple[str, str]:
+    """The book's layer name (``body.0`` ... ``body.3``, ``head``) and the parameter's kind."""
+    parts = name.split(".")
+    layer = ".".join(parts[:2]) if parts[0] == "body" and len(parts) > 2 else parts[0]
+    owner = model.get_submodule(".".join(parts[:-1])) if len(parts) > 1 else model
+    kinds = {nn.Conv2d: "convolution", nn.BatchNorm2d: "BatchNorm", nn.Linear: "linear"}
+    kind = next((k for t, k in kinds.items() if isinstance(owner, t)),
+                type(owner).__name__)
+    return layer, f"{kind} {parts[-1]}"
+
+
+def learned_rate_summary(model: nn.Module, *, alpha0: float | None = None
+                         ) -> list[dict[str, Any]]:
+    r"""Meta-SGD's learned rates summarised per parameter tensor, in the network's order.
+
+    One row per tensor: ``parameter`` (e.g. ``body.0.0.weight``), ``layer`` (the book's
+    names: ``body.0`` ... ``body.3``, ``head``), ``kind`` (e.g. ``convolution weight``),
+    ``size``, ``mean_abs`` (:math:`\frac1n \sum_j |\alpha_j|`, the answer to "how fast does
+    the meta-learner move this tensor"), ``median_abs``, ``q25_abs`` and ``q75_abs`` (the
+    spread over the tensor's entries), ``mean`` and ``negative_share`` (the share of entries
+    whose step goes up the support gradient). With ``alpha0`` (the rate the run started
+    from) also ``ratio``, ``mean_abs / alpha0``.
+
+    What can go wrong: a rate only moves where a gradient reaches it. In Finn's ConvNet
+    each convolution's bias is cancelled by the BatchNorm after it, so its rates keep their
+    starting value, a built-in control rather than a choice of the meta-learner.
+    """
+    rates = inner_rates(model)
+    if alpha0 is not None:
+        alpha0 = _check_positive("alpha0", alpha0)
+    rows = []
+    for name, r in rates.items():
+        v = r.detach().double().reshape(-1).cpu()
+        a = v.abs()
+        q25, med, q75 = (float(x) for x in torch.quantile(a, torch.tensor(
+            [0.25, 0.5, 0.75], dtype=a.dtype)))
+        layer, kind = _layer_and_kind(model, name)
+        row = {"parameter": name, "layer": layer, "kind": kind, "size": int(v.numel()),
+               "mean_abs": float(a.mean()), "median_abs": med, "q25_abs": q25,
+               "q75_abs": q75, "mean": float(v.mean()),
+               "negative_share": float((v < 0).double().mean())}
+        if alpha0 is not None:
+            row["ratio"] = row["mean_abs"] / alpha0
+        rows.append(row)
+    return rows
 
 
 # ------------------------------------------------------------------ the meta-objective
@@ -507,7 +669,7 @@ def _check_losses(losses: Any, shape: tuple[int, ...],
     return losses
 
 
-def query_loss(model: nn.Module, batch: Any, *, loss_fn: LossFn, inner_steps: int, alpha: float,
+def query_loss(model: nn.Module, batch: Any, *, loss_fn: LossFn, inner_steps: int, alpha: Alpha,
                first_order: bool = False, adapt_names: Sequence[str] | None = None,
                inner_loss_fn: LossFn | None = None, batched: bool | None = None,
                params: Mapping[str, torch.Tensor] | None = None,
@@ -549,7 +711,7 @@ def query_loss(model: nn.Module, batch: Any, *, loss_fn: LossFn, inner_steps: in
 
 
 def meta_gradient(model: nn.Module, batch: Any, *, loss_fn: LossFn, inner_steps: int = 1,
-                  alpha: float = 0.01, first_order: bool = False,
+                  alpha: Alpha = 0.01, first_order: bool = False,
                   adapt_names: Sequence[str] | None = None, inner_loss_fn: LossFn | None = None,
                   batched: bool | None = None, workers: int = 1) -> Params:
     r"""The meta-gradient :math:`\nabla_\theta \frac1T \sum_i \mathcal{L}_i(\theta'_i)` as a
@@ -565,7 +727,7 @@ def meta_gradient(model: nn.Module, batch: Any, *, loss_fn: LossFn, inner_steps:
 
 
 def concurrent_meta_gradient(model: nn.Module, batch: Any, *, loss_fn: LossFn,
-                             inner_steps: int = 1, alpha: float = 0.01,
+                             inner_steps: int = 1, alpha: Alpha = 0.01,
                              first_order: bool = False, adapt_names: Sequence[str] | None = None,
                              inner_loss_fn: LossFn | None = None, batched: bool | None = None,
                              workers: int = 2) -> tuple[Params, torch.Tensor, torch.Tensor]:
@@ -647,15 +809,24 @@ class MAMLConfig:
     meta_lr: float = 1e-3
     meta_batch: int = 32
     iterations: int = 60000
-    order: str = "second"  # "second", "first" or "anil"
+    order: str = "second"  # "second", "first", "anil" or "metasgd" (second, learned rates)
     inner_loss: str = "summed"  # "summed" (Finn's) or "mean" cross-entropy; "mse" for sinusoids
     hidden: tuple[int, ...] = (40, 40)
     test_queries: int = 15
     anneal_from: int | None = None  # see cosine_meta_lr; None keeps meta_lr constant (Finn's)
+    # A checkpoint whose weights start the run (Meta-SGD from MAML's); None: a fresh network.
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
-        if self.order not in ("second", "first", "anil"):
-            raise ValueError(f"order must be 'second', 'first' or 'anil', got {self.order!r}")
+        orders = ("second", "first", "anil", "metasgd")
+        if self.order not in orders:
+            raise ValueError(f"order must be one of {list(orders)}, got {self.order!r}")
+        if self.init_from is not None:
+            try:
+                check_name(self.init_from)
+            except ValueError:
+                raise ValueError(f"init_from must be None or a checkpoint name, got "
+                                 f"{self.init_from!r}") from None
         if self.task not in ("sinusoid", "omniglot"):
             raise ValueError(f"task must be 'sinusoid' or 'omniglot', got {self.task!r}")
         _check_inner(self.inner_steps, self.alpha)
@@ -690,7 +861,10 @@ def build_model(config: MAMLConfig) -> nn.Module:
     if not isinstance(config, MAMLConfig):
         raise ValueError(f"config must be a MAMLConfig, got "
                          f"{type(config).__name__}")
-    return SinusoidMLP(config.hidden) if config.task == "sinusoid" else ConvNet(config.n_way)
+    model = SinusoidMLP(config.hidden) if config.task == "sinusoid" else ConvNet(config.n_way)
+    if config.order == "metasgd":
+        attach_inner_rates(model, config.alpha)
+    return model
 
 
 def _losses(config: MAMLConfig, k_shot: int | None = None) -> tuple[LossFn, LossFn]:
@@ -703,6 +877,11 @@ def _losses(config: MAMLConfig, k_shot: int | None = None) -> tuple[LossFn, Loss
 
 def _adapt_names(model: nn.Module, config: MAMLConfig) -> list[str] | None:
     return head_parameter_names(model) if config.order == "anil" else None
+
+
+def _inner_alpha(model: nn.Module, config: MAMLConfig) -> Alpha:
+    """The inner rate a recipe steps with: Meta-SGD's learned tensors, else config.alpha."""
+    return inner_rates(model) if config.order == "metasgd" else config.alpha
 
 
 def _check_anneal(anneal_from: int | None, iterations: int) -> None:
@@ -735,7 +914,7 @@ def cosine_meta_lr(iteration: int, meta_lr: float, anneal_from: int | None,
 
 
 def meta_train(model: nn.Module, sample: Callable[[np.random.Generator], Any], *,
-               loss_fn: LossFn, iterations: int, inner_steps: int = 1, alpha: float = 0.01,
+               loss_fn: LossFn, iterations: int, inner_steps: int = 1, alpha: Alpha = 0.01,
                meta_lr: float = 1e-3, first_order: bool = False,
                adapt_names: Sequence[str] | None = None, inner_loss_fn: LossFn | None = None,
                metric: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
@@ -878,7 +1057,7 @@ def _to_device(batch: Any, device: torch.device) -> Any:
 
 
 def evaluate(model: nn.Module, tasks: Iterable[Any], *, loss_fn: LossFn, inner_steps: int,
-             alpha: float, metric: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+             alpha: Alpha, metric: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
              inner_loss_fn: LossFn | None = None, adapt_names: Sequence[str] | None = None,
              progress: bool = False) -> np.ndarray:
     """Adapt to each task batch's support sets and score the query sets: one number per task.
@@ -907,7 +1086,7 @@ def evaluate(model: nn.Module, tasks: Iterable[Any], *, loss_fn: LossFn, inner_s
     return np.concatenate(scores)
 
 
-def adaptation_curve(model: nn.Module, batch: Any, *, loss_fn: LossFn, alpha: float,
+def adaptation_curve(model: nn.Module, batch: Any, *, loss_fn: LossFn, alpha: Alpha,
                      max_steps: int,
                      metric: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
                      inner_loss_fn: LossFn | None = None,
@@ -928,6 +1107,9 @@ def adaptation_curve(model: nn.Module, batch: Any, *, loss_fn: LossFn, alpha: fl
     sx, sy, qx, qy = _check_batch(batch)
     if batched is not None:
         _check_flag("batched", batched)
+    own = dict(model.named_parameters())
+    _check_rates(alpha, _names(model, own, adapt_names),
+                 {n: v.shape for n, v in own.items()})
     if batched is None:
         batched = supports_task_batch(model) and (
             isinstance(model, SinusoidMLP) or next(model.parameters()).is_cuda)
@@ -998,6 +1180,16 @@ CONFIGS: dict[str, MAMLConfig] = {
     "anil-omniglot-5w1s": MAMLConfig(task="omniglot", n_way=5, k_shot=1, q_queries=1,
                                      inner_steps=1, test_inner_steps=3, alpha=0.4, meta_batch=32,
                                      order="anil", iterations=18000, anneal_from=15000),
+    # Li et al. 2017 (Meta-SGD): 5-way MAML with a learned rate tensor per parameter, all
+    # set to MAML's alpha = 0.4 at the start, one inner step in training and at test (their
+    # protocol). It starts from the maml-omniglot-5w1s checkpoint (the issue allows it; the
+    # manifest records that run's cost under metrics.init_from), on the same split, and is
+    # trained for a CPU budget (600 iterations, about 40 minutes on one shared CPU core)
+    # with the outer rate annealed over the last 200.
+    "metasgd-omniglot-5w1s": MAMLConfig(task="omniglot", n_way=5, k_shot=1, q_queries=1,
+                                        inner_steps=1, test_inner_steps=1, alpha=0.4,
+                                        meta_batch=32, order="metasgd", iterations=600,
+                                        anneal_from=400, init_from="maml-omniglot-5w1s"),
 }
 
 
@@ -1167,6 +1359,23 @@ def recipe_config(name: str, iterations: int | None = None) -> MAMLConfig:
     return config
 
 
+def _start_from(model: nn.Module, source: str) -> dict[str, Any]:
+    """Load checkpoint ``source``'s weights into ``model`` (whose extra parameters, such as
+    Meta-SGD's rates, keep their initial values); return what the manifest says of it, so
+    that the new checkpoint records the cost of the weights it started from."""
+    weights, entry = load_checkpoint(source)
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    if unexpected or any(not n.startswith(RATE_PREFIX) for n in missing):
+        raise ValueError(f"init_from checkpoint {source!r} does not fit this network: "
+                         f"missing {missing}, unexpected {unexpected}")
+    print(f"starting from the weights of checkpoint {source} ({entry['iterations']:,} "
+          f"iterations, sha256 {entry['sha256'][:12]})")
+    return {"checkpoint": source, "sha256": entry["sha256"],
+            "command": entry["command"], "iterations": entry["iterations"],
+            "wall_time_s": entry["wall_time_s"],
+            "sessions": list((entry.get("metrics") or {}).get("sessions") or [])}
+
+
 def _train_recipe(name: str) -> Callable[[argparse.Namespace], None]:
     def train(args: argparse.Namespace) -> None:
         config = recipe_config(name, args.iterations)
@@ -1181,6 +1390,13 @@ def _train_recipe(name: str) -> Callable[[argparse.Namespace], None]:
             state = _state_from_checkpoint(name, model, config, args.seed)
         if args.resume and state is None:
             print(f"no saved state for {name}: starting from scratch")
+        origin = None
+        if config.init_from is not None:
+            # where the starting weights came from, and what they cost, for the manifest
+            origin = ((state or {}).get("init_from")
+                      or manifest().get(name, {}).get("metrics", {}).get("init_from"))
+            if state is None:
+                origin = _start_from(model, config.init_from)
         if state is not None:
             print(f"resuming {name} at iteration {state['iteration']}")
             if "sessions" not in state and name in manifest():
@@ -1193,18 +1409,19 @@ def _train_recipe(name: str) -> Callable[[argparse.Namespace], None]:
 
         def save(s: dict[str, Any]) -> None:
             s["config"] = asdict(config)
+            metrics = {"history": compact_history(s["history"]), "sessions": s["sessions"]}
+            if origin is not None:
+                s["init_from"] = metrics["init_from"] = origin
             save_state(name, s)
             # the run's folder, never the book's checkpoints/ (train --promote copies it)
             save_checkpoint(name, s["model"], config=asdict(config),
                             command=_command(args), seed=args.seed,
                             iterations=s["iteration"], wall_time_s=s["elapsed_s"],
-                            metrics={"history": compact_history(s["history"]),
-                                     "sessions": s["sessions"]},
-                            directory=run_dir(name))
+                            metrics=metrics, directory=run_dir(name))
 
         meta_train(model, _sampler(config), loss_fn=outer, inner_loss_fn=inner,
                    iterations=config.iterations, inner_steps=config.inner_steps,
-                   alpha=config.alpha, meta_lr=config.meta_lr,
+                   alpha=_inner_alpha(model, config), meta_lr=config.meta_lr,
                    first_order=config.order == "first",
                    adapt_names=_adapt_names(model, config), metric=metric,
                    rng=np.random.default_rng(args.seed), state=state, save=save,
@@ -1226,7 +1443,11 @@ def _evaluate_recipe(name: str) -> Callable[[argparse.Namespace], dict[str, Any]
         model, config, _ = load_model(name)
         torch.manual_seed(args.seed)
         steps = config.test_inner_steps if args.steps is None else args.steps
-        alpha = config.alpha if args.alpha is None else args.alpha
+        if config.order == "metasgd":
+            # the learned rates step; evaluation needs their values only
+            alpha: Alpha = {n: r.detach() for n, r in inner_rates(model).items()}
+        else:
+            alpha = config.alpha if args.alpha is None else args.alpha
         k = args.shots or (5 if config.task == "sinusoid" else config.k_shot)
         n_way = args.ways or config.n_way
         protocol = getattr(args, "protocol", None) or "book"
@@ -1267,7 +1488,8 @@ def _evaluate_recipe(name: str) -> Callable[[argparse.Namespace], dict[str, Any]
         if config.task == "omniglot":
             scores = scores * 100
         mean, ci = mean_ci95(scores)
-        settings = {"k_shot": k, "inner_steps": steps, "alpha": alpha,
+        settings = {"k_shot": k, "inner_steps": steps,
+                    "alpha": "learned" if config.order == "metasgd" else alpha,
                     "seed": args.seed}
         if config.task == "omniglot":
             settings.update(split=args.split or config.test_split, n_way=n_way,
@@ -1289,12 +1511,19 @@ def _recipes() -> dict[str, Any]:
         "maml-omniglot-20w1s": "MAML, Omniglot 20-way 1-shot, Finn's split with rotations",
         "anil-omniglot-5w1s": "ANIL (head-only inner loop), Omniglot 5-way 1-shot",
         "fomaml-omniglot-5w1s": "first-order MAML, Omniglot 5-way 1-shot",
+        "metasgd-omniglot-5w1s": "Meta-SGD (learned per-parameter inner rates), Omniglot "
+                                 "5-way 1-shot, from MAML's weights",
     }
     flags = {"tasks", "shots", "steps", "alpha", "seed"}
     omniglot = frozenset(flags | {"ways", "split", "protocol", "allow_seen"})
+
+    def evaluate_flags(n: str) -> frozenset[str]:
+        used = omniglot if CONFIGS[n].task == "omniglot" else frozenset(flags)
+        # Meta-SGD's inner rates are learned: no --alpha to set
+        return used - {"alpha"} if CONFIGS[n].order == "metasgd" else used
+
     return {n: Recipe(n, summaries[n], _train_recipe(n), _evaluate_recipe(n),
-                      evaluate_flags=(omniglot if CONFIGS[n].task == "omniglot"
-                                      else frozenset(flags)),
+                      evaluate_flags=evaluate_flags(n),
                       trained_on=(CONFIGS[n].split if CONFIGS[n].task == "omniglot"
                                   else None),
                       test_split=(CONFIGS[n].test_split

@@ -971,3 +971,224 @@ def plot_error_curves(curves: dict[str, tuple[object, object]], *, ylabel: str,
     if logy:
         ax.set_yscale("log")
     return _finish_line_axes(fig, ax, "inner steps", ylabel, title)
+
+
+# ======================================================================================
+# The head-to-head comparison (mlkit.compare)
+# ======================================================================================
+
+
+def plot_head_to_head(result: dict, *, learners: list[str] | None = None,
+                      zoom_below: float | None = 90.0,
+                      title: str | None = None) -> Figure:
+    """Query accuracy against shots per class, one line per learner with its 95%
+    interval as error bars, from :func:`mlkit.compare.run_comparison`'s result (or the
+    stored ``head_to_head.json``, whose ``"learners"`` it reads).
+
+    The left panel shows every learner with chance (1/N) as a floor; the right one
+    zooms onto the learners whose every mean is at least ``zoom_below`` percent
+    (``None``: no zoomed panel).
+    """
+    table = result.get("learners", result) if isinstance(result, dict) else None
+    if not isinstance(table, dict) or not table:
+        raise ValueError("result must be a dict of learners (or hold one under "
+                         "'learners') with 'accuracy' per shot count")
+    names = list(table) if learners is None else list(learners)
+    unknown = [n for n in names if n not in table]
+    if unknown:
+        raise ValueError(f"learners holds names not in result: {unknown}; "
+                         f"allowed: {list(table)}")
+    n_way = result.get("n_way") if isinstance(result, dict) else None
+    panels = 1 if zoom_below is None else 2
+    fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels + 1.4, 3.6),
+                             squeeze=False)
+    axes = axes[0]
+    top = [n for n in names
+           if zoom_below is not None
+           and min(v["mean"] for v in table[n]["accuracy"].values()) >= zoom_below]
+    for p, ax in enumerate(axes):
+        shown = names if p == 0 else top
+        for i, name in enumerate(names):
+            if name not in shown:
+                continue
+            acc = table[name]["accuracy"]
+            ks = sorted(acc, key=float)
+            x = np.array([float(k) for k in ks])
+            # a small offset per learner keeps the error bars apart
+            x = x * (1.0 + 0.03 * (i - (len(names) - 1) / 2))
+            floor = name == "pixels"
+            ax.errorbar(x, [acc[k]["mean"] for k in ks],
+                        yerr=[acc[k]["ci95"] for k in ks], marker="o", ms=3.5,
+                        capsize=2.5, lw=1.2, color="0.45" if floor else f"C{i}",
+                        ls="--" if floor else "-",
+                        label=table[name].get("label", name))
+        if p == 0 and n_way:
+            ax.axhline(100.0 / n_way, color="0.6", ls=":", lw=1,
+                       label=f"chance (1 in {n_way})")
+        ax.set_xscale("log")
+        ticks = sorted({float(k) for n in names for k in table[n]["accuracy"]})
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.minorticks_off()
+        ax.set_xlabel("shots per class (K)")
+        ax.set_ylabel("query accuracy (%)")
+        ax.grid(alpha=0.3)
+        ax.set_title("all learners" if p == 0 else
+                     f"zoomed: learners above {zoom_below:g}%", fontsize=10)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=8, loc="center left",
+               bbox_to_anchor=(1.0, 0.5), frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+# ======================================================================================
+# Meta-SGD (chapters 3 and 6): the inner rates it learns
+# ======================================================================================
+
+
+def plot_learned_rates(rows: list[dict[str, object]], *, alpha0: float | None = None,
+                       title: str | None = None, logy: bool = False) -> Figure:
+    """Meta-SGD's learned inner rates, one bar per parameter tensor.
+
+    ``rows`` come from :func:`mlkit.maml.learned_rate_summary`: the bar is the mean
+    :math:`|\\alpha|` over the tensor's entries, the whisker its interquartile range, the
+    colour the layer (``body.0`` ... ``head``); ``alpha0`` draws the rate every entry
+    started from (MAML's alpha) as a dashed line.
+    """
+    keys = ("parameter", "layer", "mean_abs", "q25_abs", "q75_abs")
+    if isinstance(rows, (str, bytes, dict)) or not isinstance(rows, (list, tuple)) or not (
+            rows and all(isinstance(r, dict) and all(k in r for k in keys) for r in rows)):
+        raise ValueError(f"rows must be a non-empty list of learned_rate_summary rows "
+                         f"(dicts with {list(keys)}), got {type(rows).__name__}")
+    if alpha0 is not None and (isinstance(alpha0, bool) or not isinstance(
+            alpha0, (int, float)) or not 0 < alpha0 < float("inf")):
+        raise ValueError(f"alpha0 must be None or a positive number, got {alpha0!r}")
+    if not isinstance(logy, bool):
+        raise ValueError(f"logy must be True or False, got {logy!r}")
+    fig, ax = plt.subplots(figsize=(7.6, 3.4))
+    layers = list(dict.fromkeys(str(r["layer"]) for r in rows))
+    colour = {lay: f"C{i}" for i, lay in enumerate(layers)}
+    mean = np.array([float(r["mean_abs"]) for r in rows])
+    low = mean - np.array([float(r["q25_abs"]) for r in rows])
+    high = np.array([float(r["q75_abs"]) for r in rows]) - mean
+    # the mean can lie outside the quartiles of a skewed tensor: no negative whisker
+    err = np.clip(np.stack([low, high]), 0.0, None)
+    x = np.arange(len(rows))
+    ax.bar(x, mean, yerr=err, capsize=2, color=[colour[str(r["layer"])] for r in rows])
+    ax.set_xticks(x, [str(r["parameter"]) for r in rows], rotation=60, ha="right",
+                  fontsize=7)
+    from matplotlib.patches import Patch
+
+    handles = [Patch(color=colour[lay], label=lay) for lay in layers]
+    if alpha0 is not None:
+        handles.append(ax.axhline(alpha0, color="k", ls="--", lw=1,
+                                  label=f"start (alpha = {alpha0:g})"))
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel("parameter tensor")
+    ax.set_ylabel("mean |learned inner rate|")
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0),
+              frameon=False)
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_cka_intervals(results: dict[str, dict[str, dict[str, dict[str, float]]]],
+                       *, title: str | None = None) -> Figure:
+    """Chapter 6: CKA per layer with 95% intervals, one panel per model.
+
+    ``results`` is ``{model: {layer: {comparison: {"estimate", "low",
+    "high"}}}}`` (the stored ``inner-loop-cka`` measurement); each comparison
+    is one series of points with interval bars."""
+    models = list(results)
+    fig, axes = plt.subplots(1, len(models), figsize=(3.6 * len(models), 3.4),
+                             sharey=True, squeeze=False)
+    for ax, name in zip(axes[0], models):
+        layers = list(results[name])
+        comps = list(results[name][layers[0]])
+        for j, comp in enumerate(comps):
+            est = np.array([results[name][lay][comp]["estimate"] for lay in layers])
+            lo = np.array([results[name][lay][comp]["low"] for lay in layers])
+            hi = np.array([results[name][lay][comp]["high"] for lay in layers])
+            x = np.arange(len(layers)) + (j - (len(comps) - 1) / 2) * 0.2
+            err = np.clip(np.stack([est - lo, hi - est]), 0.0, None)
+            ax.errorbar(x, est, yerr=err, fmt="o", ms=4, capsize=3, label=comp)
+        ax.axhline(0.0, color="k", lw=0.6)
+        ax.set_xticks(range(len(layers)), layers)
+        ax.set_xlabel("layer")
+        ax.set_title(name, fontsize=9)
+        ax.grid(alpha=0.3, axis="y")
+    axes[0, 0].set_ylabel("debiased CKA with the initialisation")
+    axes[0, 0].legend(fontsize=7, loc="lower left")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_attribution_maps(images: object, maps: dict[str, object], *,
+                          row_labels: list[str] | None = None,
+                          title: str | None = None) -> Figure:
+    """Like :func:`plot_attribution_grid`, with one symmetric colour scale
+    per column and its colour bar (attribution per pixel: red raises the
+    score, blue lowers it), so that maps of one column compare by value."""
+    imgs = _np(images)
+    imgs = imgs.reshape(-1, *imgs.shape[-2:])
+    cols = list(maps)
+    fig, axes = plt.subplots(len(imgs), len(cols) + 1,
+                             figsize=(1.9 * (len(cols) + 1) + 0.6,
+                                      1.6 * len(imgs) + 0.9),
+                             squeeze=False)
+    for c, name in enumerate(cols):
+        m = _np(maps[name]).reshape(len(imgs), *imgs.shape[-2:])
+        lim = float(np.abs(m).max()) or 1.0
+        for r, img in enumerate(imgs):
+            ax = axes[r, c + 1]
+            ax.imshow(img, cmap="gray_r", vmin=0, vmax=1, alpha=0.3)
+            im = ax.imshow(m[r], cmap="RdBu_r", vmin=-lim, vmax=lim, alpha=0.8)
+        axes[0, c + 1].set_title(name, fontsize=8)
+        bar = fig.colorbar(im, ax=axes[:, c + 1].tolist(), orientation="horizontal",
+                           fraction=0.04, pad=0.02)
+        bar.ax.tick_params(labelsize=6)
+        bar.set_label("attribution", fontsize=7)
+    for r, img in enumerate(imgs):
+        axes[r, 0].imshow(img, cmap="gray_r", vmin=0, vmax=1)
+        if row_labels:
+            axes[r, 0].set_ylabel(row_labels[r], fontsize=8, rotation=0,
+                                  ha="right", va="center")
+    axes[0, 0].set_title("image", fontsize=8)
+    for a in axes.ravel():
+        a.set_xticks([])
+        a.set_yticks([])
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def plot_randomisation_check(curves: dict[str, tuple[object, object]],
+                             steps: list[str], *,
+                             title: str | None = None) -> Figure:
+    """Adebayo et al. (2018)'s model-parameter randomisation check:
+    ``{method: (mean, half-width of the 95% interval)}`` of the rank
+    correlation with the trained model's map after re-initialising the
+    layers named in ``steps`` cumulatively from the top."""
+    fig, ax = plt.subplots(figsize=(6.4, 3.2))
+    x = np.arange(len(steps))
+    for name, (mean, half) in curves.items():
+        ax.errorbar(x, _np(mean), yerr=_np(half), marker="o", ms=4,
+                    capsize=3, label=name)
+    ax.axhline(0.0, color="k", lw=0.6)
+    ax.set_xticks(x, steps, fontsize=8)
+    ax.set_xlabel("layers re-initialised (cumulative, from the top)")
+    ax.set_ylabel("Spearman rank correlation\nwith the trained map")
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig

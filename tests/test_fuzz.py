@@ -543,11 +543,12 @@ CONFIG_KEYS = dict(
     meta_lr=rates(),
     meta_batch=ints(1, 4),
     iterations=ints(0, 10),
-    order=choice("second", "first", "anil"),
+    order=choice("second", "first", "anil", "metasgd"),
     inner_loss=choice("summed", "mean", "mse"),
     split=choice("finn-train", "background"),
     hidden=maybe(st.lists(st.integers(1, 4), max_size=2).map(tuple)),
     anneal_from=maybe(st.sampled_from([None, 0, 5])),
+    init_from=maybe(st.sampled_from([None, "maml-omniglot-5w1s"])),
 )
 
 
@@ -657,6 +658,27 @@ MAML = [
         _is(tuple),
     ),
     Target(M.load_model, fixed(WILD.filter(lambda v: not isinstance(v, str)))),
+    # Meta-SGD: a fresh network each time (attaching the rates changes it)
+    Target(
+        M.attach_inner_rates,
+        fixed(maybe(st.builds(lambda: SinusoidMLP((3,)))), rates()),
+        _is(nn.Module),
+    ),
+    Target(
+        M.inner_rates,
+        fixed(maybe(st.builds(
+            lambda: M.attach_inner_rates(SinusoidMLP((3,)), 0.1)))),
+        _is(dict),
+    ),
+    Target(
+        M.learned_rate_summary,
+        fixed(
+            maybe(st.builds(
+                lambda: M.attach_inner_rates(ConvNet(3, hidden=2), 0.1))),
+            alpha0=maybe(st.one_of(st.none(), st.floats(1e-3, 1.0))),
+        ),
+        _is(list),
+    ),
 ]
 
 
@@ -1334,10 +1356,20 @@ INTERPRET = [
     ),
     Target(
         I.linear_cka,
-        sizes(1, 2, 3, 4).flatmap(
-            lambda n: fixed(tensors((n, 3)), tensors((n, 2)))
+        sizes(1, 2, 3, 4, 6).flatmap(
+            lambda n: fixed(tensors((n, 3)), tensors((n, 2)),
+                            debiased=flags())
         ),
-        lambda out, a, k: -1e-9 <= out <= 1 + 1e-9 or pytest.fail(),
+        lambda out, a, k: -1 - 1e-9 <= out <= 1 + 1e-9 or pytest.fail(),
+    ),
+    Target(
+        I.cka_interval,
+        sizes(4, 6).flatmap(
+            lambda n: fixed(tensors((n, 3)), tensors((n, 2)),
+                            tensors((n,), "int"), n_boot=ints(10, 20),
+                            seed=seeds())
+        ),
+        _is(I.CKAInterval),
     ),
     Target(
         I.default_layers,

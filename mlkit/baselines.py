@@ -1,0 +1,393 @@
+r"""A non-meta-learned baseline: pretrain a network, then fine-tune it per task.
+
+Chen, Liu, Kira, Wang & Huang (2019), *A Closer Look at Few-shot
+Classification* ("Baseline"): train a feature extractor
+:math:`f_\theta` by ordinary supervised classification on the base classes
+(no episodes), then for each test task throw away the base classifier and fit
+a new linear head :math:`W, b` on the support set with the features frozen,
+
+.. math::  \min_{W, b} \; \frac{1}{NK} \sum_{(x, y) \in \mathcal{S}}
+           -\log \operatorname{softmax}(W f_\theta(x) + b)_y ,
+
+or fine-tune every parameter (``mode="all"``). The network is Finn et al.'s
+Omniglot architecture (:class:`~mlkit.nets.ConvNet`, BatchNorm on batch
+statistics), so the baseline differs from MAML only in how
+:math:`\theta` was trained.
+
+BatchNorm layout at test time (the same as :func:`mlkit.maml.evaluate`):
+the support features use the statistics of the support batch (:math:`NK`
+images), the query features those of the query batch (:math:`NQ` images).
+
+``python -m mlkit.baselines`` pretrains the book's checkpoint
+``pretrained-omniglot`` into ``checkpoints/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .checkpoints import load_checkpoint, save_checkpoint
+from .data import (ClassPool, DRAWINGS, SPLITS, _check_choice, _check_count,
+                   _check_tensor, omniglot_classes)
+from .maml import compact_history
+from .nets import ConvNet
+from .siamese import halving_rate
+
+__all__ = ["PRETRAIN_CONFIG", "PRETRAINED_NAME", "FINETUNE_MODES",
+           "pretrain", "save_pretrained", "load_pretrained",
+           "episode_features", "fit_linear_head", "finetune_predict"]
+
+PRETRAINED_NAME = "pretrained-omniglot"
+FINETUNE_MODES = ("head", "all")
+
+PRETRAIN_CONFIG: dict[str, Any] = {
+    # 25 of the 30 background alphabets: disjoint from every evaluation
+    # alphabet (the test characters) and from the 5 validation alphabets on
+    # which the fine-tuning settings are chosen.
+    "split": "background-train",
+    "rotations": True,   # each character under 4 quarter turns: 4 classes
+    "hidden": 64,
+    "batch": 64,
+    "lr": 1e-3,
+    "lr_halvings": 2,
+}
+
+
+# ------------------------------------------------------------------ checks
+
+
+def _check_config(config: Mapping[str, Any] | None) -> dict[str, Any]:
+    if config is not None and not isinstance(config, Mapping):
+        raise ValueError(f"config must be None or a dict, got "
+                         f"{type(config).__name__}")
+    unknown = sorted(set(config or {}) - set(PRETRAIN_CONFIG))
+    if unknown:
+        raise ValueError(f"config holds unknown keys {unknown}; allowed: "
+                         f"{sorted(PRETRAIN_CONFIG)}")
+    cfg = {**PRETRAIN_CONFIG, **(config or {})}
+    _check_choice("split", cfg["split"], SPLITS)
+    if not isinstance(cfg["rotations"], bool):
+        raise ValueError(f"rotations must be True or False, got "
+                         f"{cfg['rotations']!r}")
+    for key, low in (("hidden", 1), ("batch", 2), ("lr_halvings", 0)):
+        _check_count(key, cfg[key], low)
+    _check_rate("lr", cfg["lr"])
+    return cfg
+
+
+def _check_rate(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(
+            value, (int, float, np.integer, np.floating)) or not (
+            np.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a positive finite number, got "
+                         f"{value!r}")
+    return float(value)
+
+
+def _check_convnet(net: Any) -> ConvNet:
+    if not isinstance(net, ConvNet):
+        raise ValueError(f"net must be a mlkit.nets.ConvNet (Finn et al.'s "
+                         f"architecture), got {type(net).__name__}")
+    return net
+
+
+def _check_images(name: str, x: Any) -> torch.Tensor:
+    _check_tensor(name, x)
+    if x.dim() != 5 or min(x.shape) < 1 or not x.is_floating_point():
+        raise ValueError(f"{name} must be floating-point (tasks, n, 1, S, S)"
+                         f" with every size >= 1, got {tuple(x.shape)} "
+                         f"{x.dtype}")
+    return x
+
+
+def _check_task_labels(name: str, y: Any, shape: tuple[int, ...],
+                       n_way: int) -> torch.Tensor:
+    _check_tensor(name, y)
+    if y.is_floating_point() or y.dtype == torch.bool or (
+            tuple(y.shape) != shape):
+        raise ValueError(f"{name} must be integer labels of shape {shape}, "
+                         f"got {tuple(y.shape)} {y.dtype}")
+    if int(y.min()) < 0 or int(y.max()) >= n_way:
+        raise ValueError(f"{name} must hold labels in [0, {n_way - 1}], got "
+                         f"[{int(y.min())}, {int(y.max())}]")
+    return y
+
+
+# ------------------------------------------------------------------ pretraining
+
+
+def _batch(pool: ClassPool, size: int, rng: np.random.Generator
+           ) -> tuple[torch.Tensor, torch.Tensor]:
+    classes = rng.integers(len(pool), size=size)
+    drawings = rng.integers(DRAWINGS, size=size)
+    x = np.stack([pool._drawings(int(c), np.array([d]))[0]
+                  for c, d in zip(classes, drawings)])
+    return (torch.from_numpy(np.ascontiguousarray(x))[:, None],
+            torch.from_numpy(classes))
+
+
+def pretrain(iterations: int, *, config: Mapping[str, Any] | None = None,
+             seed: int = 0, time_limit_s: float | None = None,
+             progress: bool = True, pool: ClassPool | None = None
+             ) -> tuple[ConvNet, dict[str, Any]]:
+    """Train Finn's :class:`~mlkit.nets.ConvNet` to classify every class of
+    ``config["split"]`` at once (cross-entropy, Adam), Chen et al.'s
+    pretraining stage.
+
+    Each step draws ``batch`` images uniformly over (class, drawing); the
+    rate is ``lr`` halved ``lr_halvings`` times at evenly spaced steps.
+    Stops early when this process has used ``time_limit_s`` seconds of CPU
+    time (on one thread, the time it would take on an idle core; a shared
+    machine stretches the wall time, not this). ``pool`` replaces
+    the split's classes (for tests). Returns ``(net, history)``; the history
+    holds ``loss`` and ``accuracy`` (training batch, percent) per step, the
+    steps reached and the wall time.
+    """
+    cfg = _check_config(config)
+    iterations = _check_count("iterations", iterations)
+    seed = _check_count("seed", seed, 0)
+    if time_limit_s is not None:
+        _check_rate("time_limit_s", time_limit_s)
+    if not isinstance(progress, bool):
+        raise ValueError(f"progress must be True or False, got {progress!r}")
+    if pool is None:
+        pool = omniglot_classes(cfg["split"], rotations=cfg["rotations"])
+    elif not isinstance(pool, ClassPool):
+        raise ValueError(f"pool must be None or a ClassPool, got "
+                         f"{type(pool).__name__}")
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    net = ConvNet(len(pool), hidden=cfg["hidden"])
+    opt = torch.optim.Adam(net.parameters(), lr=cfg["lr"])
+    history: dict[str, Any] = {"iteration": [], "loss": [], "accuracy": []}
+    start, cpu_start = time.monotonic(), time.process_time()
+    from tqdm.auto import tqdm
+
+    bar = tqdm(range(iterations), desc="pretrain", disable=not progress,
+               mininterval=5)
+    reached = iterations
+    net.train()
+    for it in bar:
+        if time_limit_s is not None and (
+                time.process_time() - cpu_start > time_limit_s):
+            reached = it
+            break
+        for g in opt.param_groups:
+            g["lr"] = halving_rate(cfg["lr"], it, iterations,
+                                   cfg["lr_halvings"])
+        x, y = _batch(pool, cfg["batch"], rng)
+        logits = net(x)
+        loss = F.cross_entropy(logits, y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        history["iteration"].append(it + 1)
+        history["loss"].append(loss.item())
+        history["accuracy"].append(
+            100.0 * float((logits.argmax(1) == y).float().mean()))
+    bar.close()
+    history["iterations"] = reached
+    history["wall_time_s"] = time.monotonic() - start
+    history["cpu_time_s"] = time.process_time() - cpu_start
+    history["classes"] = len(pool)
+    return net, history
+
+
+def save_pretrained(net: ConvNet, history: Mapping[str, Any], *,
+                    config: Mapping[str, Any] | None = None, seed: int = 0,
+                    command: str, name: str = PRETRAINED_NAME,
+                    directory: Any = None) -> Any:
+    """Save the pretrained network as checkpoint ``name`` with its manifest
+    entry (config with the class count, seed, steps, wall time, a compact
+    loss and accuracy curve)."""
+    _check_convnet(net)
+    cfg = _check_config(config)
+    rows = [{"iteration": i, "loss": l, "accuracy": a} for i, l, a in zip(
+        history["iteration"], history["loss"], history["accuracy"])]
+    return save_checkpoint(
+        name, net.state_dict(),
+        config={**cfg, "n_classes": int(net.head.out_features),
+                "architecture": "ConvNet (Finn et al. 2017)"},
+        command=command, seed=seed, iterations=int(history["iterations"]),
+        wall_time_s=float(history["wall_time_s"]),
+        metrics={"history": compact_history(rows, 100),
+                 "final_train_accuracy": float(np.mean(
+                     history["accuracy"][-200:])),
+                 "cpu_time_s": round(float(history.get(
+                     "cpu_time_s", history["wall_time_s"])), 1)},
+        directory=directory)
+
+
+def load_pretrained(name: str = PRETRAINED_NAME, *, directory: Any = None
+                    ) -> tuple[ConvNet, dict[str, Any]]:
+    """The pretrained network of checkpoint ``name`` (sha256 checked) and its
+    manifest entry (``directory``: default the book's ``checkpoints/``)."""
+    if not isinstance(name, str):
+        raise ValueError(f"name must be a checkpoint name (a string), got "
+                         f"{name!r}")
+    state, entry = load_checkpoint(name, directory)
+    cfg = entry["config"]
+    net = ConvNet(int(cfg["n_classes"]), hidden=int(cfg["hidden"]))
+    net.load_state_dict(state)
+    return net, entry
+
+
+# ------------------------------------------------------------------ fine-tuning
+
+
+def episode_features(net: ConvNet, x: torch.Tensor) -> torch.Tensor:
+    """Frozen features of a batch of task sets ``(T, n, 1, S, S)`` ->
+    ``(T, n, D)``, each task's set through BatchNorm as one batch (its own
+    statistics, as MAML sees it)."""
+    _check_convnet(net)
+    _check_images("x", x)
+    with torch.no_grad():
+        return torch.stack([net.features(x[t]) for t in range(x.shape[0])])
+
+
+def fit_linear_head(support: torch.Tensor, support_y: torch.Tensor,
+                    n_way: int, *, steps: int = 100, lr: float = 0.01,
+                    weight_decay: float = 0.0
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""A new linear head per task on frozen features, Chen et al.'s
+    Baseline: ``steps`` full-batch Adam steps on the mean cross-entropy of
+    ``softmax(W z + b)`` plus ``weight_decay * |W|^2``, from ``W = 0``.
+
+    ``support`` is ``(T, n, D)``, ``support_y`` ``(T, n)``; the tasks are
+    fitted together but independently (the loss is a sum over tasks and
+    Adam works element by element). Returns ``W (T, D, n_way)``, ``b (T,
+    n_way)``.
+    """
+    _check_tensor("support", support)
+    if support.dim() != 3 or min(support.shape) < 1 or (
+            not support.is_floating_point()):
+        raise ValueError(f"support must be floating-point (tasks, n, D), got "
+                         f"{tuple(support.shape)} {support.dtype}")
+    n_way = _check_count("n_way", n_way, 2)
+    _check_task_labels("support_y", support_y, tuple(support.shape[:2]),
+                       n_way)
+    steps = _check_count("steps", steps)
+    lr = _check_rate("lr", lr)
+    if isinstance(weight_decay, bool) or not isinstance(
+            weight_decay, (int, float)) or not (0 <= weight_decay < np.inf):
+        raise ValueError(f"weight_decay must be a number >= 0, got "
+                         f"{weight_decay!r}")
+    z = support.detach()
+    t, _, d = z.shape
+    w = torch.zeros(t, d, n_way, dtype=z.dtype, requires_grad=True)
+    b = torch.zeros(t, n_way, dtype=z.dtype, requires_grad=True)
+    opt = torch.optim.Adam([w, b], lr=lr)
+    with torch.enable_grad():
+        for _ in range(steps):
+            logits = torch.bmm(z, w) + b[:, None, :]
+            loss = F.cross_entropy(logits.reshape(-1, n_way),
+                                   support_y.reshape(-1).long()) * t
+            if weight_decay:
+                loss = loss + weight_decay * w.pow(2).sum()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return w.detach(), b.detach()
+
+
+def _finetune_all(net: ConvNet, sx: torch.Tensor, sy: torch.Tensor,
+                  qx: torch.Tensor, n_way: int, steps: int, lr: float
+                  ) -> torch.Tensor:
+    import copy
+
+    model = copy.deepcopy(net)
+    model.head = nn.Linear(model.head.in_features, n_way)
+    nn.init.zeros_(model.head.weight)
+    nn.init.zeros_(model.head.bias)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    with torch.enable_grad():
+        for _ in range(steps):
+            loss = F.cross_entropy(model(sx), sy.long())
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    with torch.no_grad():
+        return model(qx)
+
+
+def finetune_predict(net: ConvNet, support_x: torch.Tensor,
+                     support_y: torch.Tensor, query_x: torch.Tensor,
+                     n_way: int, *, mode: str = "head", steps: int = 100,
+                     lr: float = 0.01, weight_decay: float = 0.0
+                     ) -> torch.Tensor:
+    """Query logits ``(T, m, n_way)`` of the pretrained ``net`` fine-tuned on
+    each task's support set (``support_x (T, n, 1, S, S)``, ``support_y
+    (T, n)``, ``query_x (T, m, 1, S, S)``).
+
+    ``mode="head"``: a new linear head on frozen features
+    (:func:`fit_linear_head`; Chen et al.'s Baseline). ``mode="all"``: a new
+    zero head and every parameter fine-tuned with Adam for ``steps`` steps
+    at rate ``lr`` (costly: a full network per task). ``weight_decay``
+    applies to the head-only fit.
+    """
+    _check_convnet(net)
+    _check_choice("mode", mode, FINETUNE_MODES)
+    _check_images("support_x", support_x)
+    _check_images("query_x", query_x)
+    n_way = _check_count("n_way", n_way, 2)
+    _check_task_labels("support_y", support_y, tuple(support_x.shape[:2]),
+                       n_way)
+    if query_x.shape[0] != support_x.shape[0] or (
+            query_x.shape[2:] != support_x.shape[2:]):
+        raise ValueError(f"query_x must hold as many tasks as support_x "
+                         f"({support_x.shape[0]}) of the same image shape "
+                         f"{tuple(support_x.shape[2:])}, got "
+                         f"{tuple(query_x.shape)}")
+    if mode == "head":
+        w, b = fit_linear_head(episode_features(net, support_x), support_y,
+                               n_way, steps=steps, lr=lr,
+                               weight_decay=weight_decay)
+        return torch.bmm(episode_features(net, query_x), w) + b[:, None, :]
+    steps = _check_count("steps", steps)
+    lr = _check_rate("lr", lr)
+    return torch.stack([
+        _finetune_all(net, support_x[t], support_y[t], query_x[t], n_way,
+                      steps, lr) for t in range(support_x.shape[0])])
+
+
+# ------------------------------------------------------------------ command line
+
+PRETRAIN_ITERATIONS = 6000
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m mlkit.baselines [--iterations N] [--max-minutes M]``:
+    pretrain and save checkpoint ``pretrained-omniglot``."""
+    p = argparse.ArgumentParser(prog="python -m mlkit.baselines",
+                                description=main.__doc__.splitlines()[0])
+    p.add_argument("--iterations", type=int, default=PRETRAIN_ITERATIONS)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-minutes", type=float, default=None,
+                   help="stop after this many minutes of CPU time")
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args(sys.argv[1:] if argv is None else list(argv))
+    torch.set_num_threads(args.threads)
+    limit = None if args.max_minutes is None else 60.0 * args.max_minutes
+    net, history = pretrain(args.iterations, seed=args.seed,
+                            time_limit_s=limit)
+    command = "python -m mlkit.baselines " + " ".join(
+        sys.argv[1:] if argv is None else list(argv))
+    path = save_pretrained(net, history, seed=args.seed,
+                           command=command.strip())
+    print(f"saved {path}: {history['iterations']} steps in "
+          f"{history['wall_time_s']:.0f} s ({history['cpu_time_s']:.0f} s "
+          f"of CPU time), training accuracy "
+          f"{np.mean(history['accuracy'][-200:]):.1f}% (last 200 steps)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
