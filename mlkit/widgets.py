@@ -7,22 +7,20 @@ hands it to :func:`explorer` with one :class:`Slider` per argument::
                     Slider("alpha", values=[0.001, 0.01, 0.1], value=0.01, fmt="{:.3g}")],
              title="Adapting a MAML model")
 
-:func:`explorer` shows
+:func:`explorer` shows one of two front ends:
 
-1. a **static twin**: ``fn`` evaluated on every point of the slider grid ahead of time, each
+1. in a reader's live kernel, the **ipywidgets** version (``ipywidgets.interactive`` over
+   ``SelectionSlider`` widgets), at once: ``fn`` runs only for the values the reader picks;
+2. where the environment sets ``MLKIT_NO_LIVE_WIDGETS=1`` (``make execute``, the grader), a
+   **static twin**: ``fn`` evaluated on every point of the slider grid ahead of time, each
    figure rendered to a PNG and embedded in self-contained HTML with one
    ``<input type="range">`` per slider. A few lines of inline JavaScript swap the image, so the
    built book's pages respond with no kernel behind them. Without JavaScript the figure at the
    sliders' starting values still shows.
-2. in a live kernel, the **ipywidgets** version (``ipywidgets.interactive`` over
-   ``SelectionSlider`` widgets) that calls ``fn`` live.
 
-Both go out as one display output holding two representations:
-``application/vnd.jupyter.widget-view+json`` (JupyterLab with a live kernel picks it) and
-``text/html`` (the static twin). The book's ``_config.yml`` ranks ``text/html`` first for the
-HTML builder (``nb_mime_priority_overrides``), so the site shows the twin rather than a widget
-whose kernel is gone. Cells that call :func:`explorer` carry the tag ``nbval-ignore-output``:
-a widget's output cannot be compared by nbval.
+The stored notebooks are executed the second way, so the site shows the twin. Cells that call
+:func:`explorer` carry the tag ``nbval-ignore-output``: a widget's output cannot be compared
+by nbval.
 
 Grids stay small: the product of the slider lengths is at most :data:`MAX_FRAMES`. Identical
 frames (the function ignores a value in part of the grid) are stored once.
@@ -333,28 +331,34 @@ def _in_live_kernel() -> bool:
 
 
 def explorer(fn: Callable[..., Any], sliders: Sequence[Slider], *, title: str = "") -> None:
-    """Show a slider explorer of ``fn``: the static twin, and in a live kernel the widget.
+    """Show a slider explorer of ``fn``: the live widget in a kernel, else the static twin.
 
-    One display output carries both: ``text/html`` (the static twin, used by the built site
-    and by front ends without widget support) and, when a kernel is running,
-    ``application/vnd.jupyter.widget-view+json`` (the live ipywidgets version, which
-    JupyterLab prefers; left out when the environment sets ``MLKIT_NO_LIVE_WIDGETS=1``).
-    Outside IPython nothing is displayed; use :func:`static_twin` there.
+    In a live kernel (a reader in JupyterLab) the ipywidgets version is shown at once, and
+    nothing is precomputed: ``fn`` runs only for the values the reader picks. When the
+    environment sets ``MLKIT_NO_LIVE_WIDGETS=1`` (``make execute``, the grader) the static
+    twin is computed instead, every frame of the grid, and displayed as ``text/html``: that
+    is what the stored notebooks keep and the built site shows, where no kernel is behind
+    the page. Outside IPython nothing is displayed; use :func:`static_twin` there.
     Returns None so that a call on a cell's last line does not display twice.
     """
-    twin = static_twin(fn, sliders, title=title)
-    if not _in_live_kernel():
-        return None
+    sliders = _check_sliders(sliders)
+    live = _in_live_kernel() and os.environ.get("MLKIT_NO_LIVE_WIDGETS") != "1"
+    if not live:
+        twin = static_twin(fn, sliders, title=title)
+        if not _in_live_kernel():
+            return None
     from IPython.display import display
 
-    bundle: dict[str, Any] = {
-        "text/plain": f"<explorer {title!r}: {len(twin.grid)} grid points>",
-        "text/html": twin.to_html(),
-    }
-    # MLKIT_NO_LIVE_WIDGETS=1 (set by tools/grade.py) leaves the live widget out: grading has
-    # no use for it, and nbclient occasionally stalls on widget cells until their timeout.
-    if os.environ.get("MLKIT_NO_LIVE_WIDGETS") != "1":
+    if live:
         widget = live_widget(fn, sliders, title=title)
-        bundle.update({k: v for k, v in widget._repr_mimebundle_().items() if k != "text/plain"})
+        bundle = {k: v for k, v in widget._repr_mimebundle_().items() if k != "text/plain"}
+        # A front end without widget support shows this line instead of the sliders.
+        bundle["text/plain"] = (f"<explorer {title!r}: a live widget; "
+                                "static_twin(...) draws every frame ahead of time>")
+    else:
+        bundle = {
+            "text/plain": f"<explorer {title!r}: {len(twin.grid)} grid points>",
+            "text/html": twin.to_html(),
+        }
     display(bundle, raw=True)
     return None

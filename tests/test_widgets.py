@@ -123,3 +123,44 @@ def test_bad_explorer_input():
     twin = static_twin(line, SLIDERS)
     with pytest.raises(ValueError, match="a must be one of"):
         twin.frame_at(a=7.0, b=1)
+
+
+def _fake_kernel(monkeypatch):
+    """Pretend to run in a live kernel and capture what explorer displays."""
+    import IPython.display
+
+    from mlkit import widgets
+
+    shown = []
+    monkeypatch.setattr(widgets, "_in_live_kernel", lambda: True)
+    monkeypatch.setattr(IPython.display, "display",
+                        lambda bundle, raw=False: shown.append(bundle))
+    return shown
+
+
+def test_explorer_in_a_live_kernel_shows_the_widget_without_precomputing(monkeypatch):
+    pytest.importorskip("ipywidgets")
+    monkeypatch.delenv("MLKIT_NO_LIVE_WIDGETS", raising=False)
+    shown = _fake_kernel(monkeypatch)
+    calls = []
+
+    def draw(**values):
+        calls.append(values)
+        return line(**values)
+
+    explorer(draw, SLIDERS, title="x")
+    # the widget's first drawing is displayed too; the explorer's bundle is the dict
+    (bundle,) = [item for item in shown if isinstance(item, dict)]
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+    assert "text/html" not in bundle
+    # ipywidgets.interactive draws the starting values once; no grid is precomputed
+    assert len(calls) <= 1
+
+
+def test_explorer_for_the_stored_notebooks_shows_the_static_twin(monkeypatch):
+    monkeypatch.setenv("MLKIT_NO_LIVE_WIDGETS", "1")
+    shown = _fake_kernel(monkeypatch)
+    explorer(line, SLIDERS, title="x")
+    (bundle,) = shown
+    assert "mlkit-explorer" in bundle["text/html"]
+    assert "application/vnd.jupyter.widget-view+json" not in bundle
