@@ -28,7 +28,8 @@ ifneq ($(strip $(MLKIT_DATA)),)
   export MLKIT_DATA := $(abspath $(MLKIT_DATA))
 endif
 
-.PHONY: install install-book book serve execute lab test unit nbval build-strict clean \
+.PHONY: install install-book book book-zh gettext translations serve execute lab test unit \
+        nbval build-strict clean \
         browser student grade instructor student-book data
 
 $(BIN)/python:
@@ -54,10 +55,25 @@ $(STAMP): requirements.txt requirements-book.txt pyproject.toml | $(BIN)/python
 install-book: $(BOOK_STAMP)
 install: $(STAMP)
 
-## Build the HTML book into _build/html from the notebooks' stored outputs (no torch needed).
+## Build the HTML book into _build/html from the notebooks' stored outputs (no torch needed):
+## the English site in _build/html/ and the Chinese one (中文版) in _build/html/zh/.
 book: install-book
 	$(BIN)/jupyter-book build .
-	@echo "Read it with: make serve (search needs a web server, not file://)"
+	$(BIN)/python tools/i18n.py html
+	@echo "Read it with: make serve (search needs a web server, not file://); 中文版: /zh/"
+
+## Only the Chinese site (_build/html/zh/), from locale/zh_CN/LC_MESSAGES/.
+book-zh: install-book
+	$(BIN)/python tools/i18n.py html
+
+## Translators: extract the book's messages (_build/gettext/) and update the catalogues
+## locale/zh_CN/LC_MESSAGES/**/*.po (new messages arrive empty, changed ones fuzzy).
+gettext: install-book
+	$(BIN)/python tools/i18n.py gettext
+
+## Translators: how many messages of each catalogue are translated, untranslated, fuzzy.
+translations: install-book
+	$(BIN)/python tools/i18n.py status
 
 ## Serve the built book at http://127.0.0.1:$(PORT)/ (search works there).
 serve:
@@ -103,6 +119,7 @@ nbval: install
 
 build-strict: install
 	$(BIN)/jupyter-book build -W -n --keep-going .
+	$(BIN)/python tools/i18n.py html --strict
 
 ## Browser test of the built site: serves _build/html on 127.0.0.1 and drives Debian's
 ## /usr/bin/chromium headless (apt-get install -y chromium chromium-driver); screenshots go
