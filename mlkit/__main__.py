@@ -1,4 +1,4 @@
-"""The book's command line: ``python -m mlkit train|evaluate|data ...``.
+"""The book's command line: ``python -m mlkit train|evaluate|data|explain``.
 
 Each learner module offers its recipes in a ``RECIPES`` dict (name ->
 :class:`Recipe`); this module parses arguments, refuses the ones a recipe does
@@ -322,7 +322,61 @@ def _parser(table: dict[str, Recipe]) -> argparse.ArgumentParser:
         help="data root holding omniglot/ (default: "
         "$MLKIT_DATA, else ~/.cache/mlkit)",
     )
+    _explain_parser(sub)
     return p
+
+
+def _explain_parser(sub: Any) -> None:
+    """The ``explain`` subcommand: chapter 6's stored measurements."""
+    from .interpret.measure import MEASURES
+
+    x = sub.add_parser(
+        "explain",
+        help="compute and store one of chapter 6's measurements",
+        description="Compute measurement MEASURE (CPU, one thread by "
+        "default, minutes) and store it with this command in "
+        "checkpoints/explanations/MEASURE.json, which chapter 6 loads. "
+        "inner-loop-cka: which layers change in the inner loop, for MAML, "
+        "first-order MAML and ANIL (debiased CKA pooled over test tasks, "
+        "95% intervals over tasks, random-network and other-task "
+        "baselines).",
+        formatter_class=_Help,
+    )
+    x.add_argument("measure", choices=sorted(MEASURES), metavar="MEASURE",
+                   help=f"one of {', '.join(sorted(MEASURES))}")
+    x.add_argument("--tasks", type=_integer(3), default=12,
+                   help="test tasks pooled")
+    x.add_argument("--seed", type=_integer(0), default=0,
+                   help="seed of the first task")
+    x.add_argument("--method", choices=("jackknife", "bootstrap"),
+                   default="jackknife",
+                   help="interval over tasks: delete-one-task jackknife or "
+                   "percentile bootstrap")
+    x.add_argument("--boot", type=_integer(10), default=1000,
+                   help="bootstrap resamples (with --method bootstrap)")
+    x.add_argument("--threads", type=_integer(1), default=1,
+                   help="torch threads")
+    x.add_argument("--out", help="directory to write to (default: "
+                   "checkpoints/explanations)")
+
+
+def _explain(args: argparse.Namespace, argv: list[str]) -> int:
+    import shlex
+
+    import torch
+
+    from .interpret import measure
+
+    torch.set_num_threads(args.threads)
+    result = measure.MEASURES[args.measure](
+        tasks=args.tasks, method=args.method, n_boot=args.boot,
+        seed=args.seed,
+        progress=lambda text: print(text, flush=True))
+    path = measure.save(result, shlex.join(["python", "-m", "mlkit",
+                                            *argv]),
+                        None if args.out is None else args.out)
+    print(f"wrote {path}")
+    return 0
 
 
 def _flag(dest: str) -> str:
@@ -559,6 +613,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "data":
             return _data(args)
+        if args.command == "explain":
+            return _explain(args, argv)
         _check_flags(args, table)
         if getattr(args, "threads", None):
             import torch

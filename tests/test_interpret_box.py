@@ -50,9 +50,9 @@ def test_cka_of_independent_noise_is_small():
 
 
 @pytest.mark.parametrize("x,y,word", [
-    (torch.ones(5, 3), torch.randn(5, 2), "vary"),
+    (torch.ones(6, 3), torch.randn(6, 2), "vary"),
     (torch.randn(5, 3), torch.randn(4, 3), "same examples"),
-    (torch.randn(1, 3), torch.randn(1, 3), "at least 2"),
+    (torch.randn(1, 3), torch.randn(1, 3), "at least 4"),
     ([[1.0, 2.0]], torch.randn(1, 2), "x must be a torch.Tensor"),
     (torch.full((3, 2), float("nan")), torch.randn(3, 2), "finite"),
 ])

@@ -25,7 +25,9 @@ Model-specific methods (they look inside):
 Chapter 6 (opening the box) adds, each usable on an adapted MAML model given as fast weights
 and on a metric learner's scorer:
 
-* representation similarity: :func:`linear_cka` (Kornblith et al. 2019) and
+* representation similarity: :func:`linear_cka` (debiased by default: Song et al.
+  2012's unbiased HSIC; Kornblith et al. 2019's with ``debiased=False``),
+  :func:`cka_interval` (pooled over tasks, bootstrap interval) and
   :func:`layer_cka`, layer by layer before and after the inner loop (Raghu et al. 2020);
   :func:`effective_rank`, :func:`dead_units`, :func:`class_selectivity` and
   :func:`top_activating` describe one representation;
@@ -50,6 +52,8 @@ from __future__ import annotations
 
 from .similarity import (
     linear_cka,
+    CKAInterval,
+    cka_interval,
     layer_cka,
 )
 from .activations import (
@@ -93,6 +97,8 @@ from .surrogates import (
 
 __all__ = [
     "linear_cka",
+    "CKAInterval",
+    "cka_interval",
     "layer_cka",
     "record_activations",
     "default_layers",

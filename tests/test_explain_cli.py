@@ -1,0 +1,77 @@
+"""``python -m mlkit explain``: chapter 6's stored measurements are made by
+the package's command, written with that command, and loaded back."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mlkit.__main__ import main
+from mlkit.interpret import measure
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _have_omniglot() -> bool:
+    from mlkit import data
+
+    return all(row["present"] for row in data.check_data()[:2])
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["explain", "no-such-measure"], "MEASURE"),
+    (["explain", "inner-loop-cka", "--tasks", "1"], "--tasks"),
+    (["explain", "inner-loop-cka", "--boot", "0"], "--boot"),
+    (["explain", "inner-loop-cka", "--method", "bca"], "--method"),
+    (["explain", "inner-loop-cka", "--threads", "0"], "--threads"),
+])
+def test_bad_input_is_one_line_and_status_2(argv, says, capsys):
+    try:
+        status = main(argv)
+    except SystemExit as stop:  # argparse's own usage errors
+        status = stop.code
+    err = capsys.readouterr().err
+    assert status == 2, err
+    assert err.count("\n") == 1 and "error:" in err and says in err, err
+
+
+def test_load_and_save_refuse_unknown_measures(tmp_path):
+    with pytest.raises(ValueError, match="name must be one of"):
+        measure.load("nope", tmp_path)
+    with pytest.raises(FileNotFoundError, match="explain inner-loop-cka"):
+        measure.load("inner-loop-cka", tmp_path)
+    with pytest.raises(ValueError, match="result must name a measure"):
+        measure.save({"measure": "nope"}, "cmd", tmp_path)
+
+
+@pytest.mark.skipif(not _have_omniglot(),
+                    reason="no Omniglot copy: set MLKIT_DATA")
+def test_explain_writes_the_measurement_with_its_command(tmp_path, capsys):
+    argv = ["explain", "inner-loop-cka", "--tasks", "3", "--boot", "20",
+            "--out", str(tmp_path)]
+    assert main(argv) == 0
+    assert "wrote" in capsys.readouterr().out
+    stored = measure.load("inner-loop-cka", tmp_path)
+    assert stored["command"].startswith("python -m mlkit explain "
+                                        "inner-loop-cka --tasks 3")
+    assert stored["protocol"]["images"] == 3 * 5 * 15
+    anil = stored["results"]["anil-omniglot-5w1s"]["layers"]
+    # ANIL adapts only the head: its body is the initialisation's
+    assert anil["body.0"]["own task"]["estimate"] == pytest.approx(1.0)
+    for name, result in stored["results"].items():
+        for layer, comps in result["layers"].items():
+            assert set(comps) == set(measure.COMPARISONS)
+            for c in comps.values():
+                assert -1.0 <= c["estimate"] <= 1.0 + 1e-9
+
+
+def test_the_stored_measurement_is_complete():
+    path = ROOT / "checkpoints" / "explanations" / "inner-loop-cka.json"
+    if not path.is_file():
+        pytest.skip("no stored measurement yet")
+    stored = json.loads(path.read_text())
+    assert stored["command"].startswith("python -m mlkit explain")
+    assert stored["protocol"]["images"] >= 300
+    assert set(stored["results"]) >= set(measure.INNER_LOOP_MODELS)
