@@ -504,7 +504,7 @@ SPECS: dict[str, Spec] = {
                      "the first item of each batch and measure the Euclidean distance.",
                      seeds=(1, 2), digests=("e8a3d67c795b859b7f33", "39017c2a2d46e6b3bb45")),
     "ex-ch5-1": Spec("meta_gradient_by_hand", _in_ch5_1, _ans_ch5_1, _cmp(1e-6, 1e-9),
-                     "Each inner step multiplies by (I - alpha A_i), A_i the support Hessian; "
+                     "Each inner step multiplies by (I - alpha H_i), H_i the support Hessian; "
                      "apply both factors to the query gradient at the fast weights, then "
                      "average over tasks."),
     "ex-ch5-2": Spec("centre_spacing", _in_ch5_2, _ans_ch5_2, _cmp(1e-4, 1e-6),
@@ -567,7 +567,9 @@ def _check_function(exercise: str, fn: Any) -> tuple[bool, str]:
             ok, msg = spec.compare(got, spec.answer(*spec.inputs(seed)))
         if not ok:
             return False, f"on the check's problem {seed + 1}: {msg}"
-    return True, f"{spec.function} agrees with the book's code on {len(spec.seeds)} problems"
+    count = len(spec.seeds)
+    problems = "problem" if count == 1 else "problems"
+    return True, f"{spec.function} agrees with the book's code on {count} {problems}"
 
 
 # --- the older calling forms (a value on the chapter's data), until the chapters change -------
