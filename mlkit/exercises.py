@@ -481,8 +481,9 @@ SPECS: dict[str, Spec] = {
                      "an episode's classes say which pool class each label stands for.",
                      digests=("ec1271c88ac9ec75556f", "8f2d4ebc0e887d60831d")),
     "ex-ch3-1": Spec("one_step", _in_ch3_1, _ans_ch3_1, _cmp(1e-5, 1e-7),
-                     "One gradient step on the support loss, for every named parameter; "
-                     "keep the graph out of it only if you do not need second derivatives."),
+                     "One gradient step on the support loss, for every named parameter: the "
+                     "error at the output is twice the residual over the number of points; "
+                     "pass it back layer by layer, through each ReLU only where it was on."),
     "ex-ch3-2": Spec("one_step_query_mse", _in_ch3_2, _ans_ch3_2, _cmp(1e-3, 1e-6),
                      "Adapt each task with one step of rate alpha, then average the query "
                      "MSE over the tasks; test your function with a large alpha too."),
