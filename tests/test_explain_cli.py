@@ -75,3 +75,53 @@ def test_the_stored_measurement_is_complete():
     assert stored["command"].startswith("python -m mlkit explain")
     assert stored["protocol"]["images"] >= 300
     assert set(stored["results"]) >= set(measure.INNER_LOOP_MODELS)
+
+
+def test_every_measure_is_stored_with_its_command():
+    """Chapter 6 loads each measure; each stored file names its command."""
+    for name in measure.MEASURES:
+        path = ROOT / "checkpoints" / "explanations" / f"{name}.json"
+        assert path.is_file(), f"{path} is missing: run python -m mlkit " \
+                               f"explain {name}"
+        stored = json.loads(path.read_text())
+        assert stored["command"] == f"python -m mlkit explain {name}"
+        assert stored["measure"] == name and stored["protocol"]
+
+
+def test_the_stored_chapter_measurements_hold_what_the_chapter_reads():
+    d = ROOT / "checkpoints" / "explanations"
+    emb = json.loads((d / "metric-embeddings.json").read_text())
+    assert set(emb["representations"]) >= {"MAML body", "pixels"}
+    assert emb["protocol"]["drawings"] == 20 * emb["protocol"]["characters"]
+    for unit in emb["top_units"]["units"]:
+        assert len(unit["drawings"]) == 8
+        assert all(0 <= i < emb["protocol"]["drawings"]
+                   for i in unit["drawings"])
+    margins = json.loads((d / "siamese-margins.json").read_text())
+    for c in margins["margins"].values():
+        assert len(c["d_same"]) == len(c["d_diff"]) > 0
+        assert 0 <= c["nearest"] <= 1 and 0 <= c["inside_margin"] <= 1
+    infl = json.loads((d / "support-influence.json").read_text())
+    assert len(infl["maml"]["loo"]) == 15  # queries
+    assert all(len(row) == 25 for row in infl["maml"]["loo"])  # supports
+    att = json.loads((d / "attention-removal.json").read_text())
+    n = att["protocol"]["episodes"]
+    for r in att["results"].values():
+        for values in (*r["fall"].values(), *r["flipped_percent"].values()):
+            assert len(values) == n
+
+
+@pytest.mark.parametrize("call, says", [
+    (lambda: measure.metric_embeddings(names="siamese-omniglot"), "names"),
+    (lambda: measure.metric_embeddings(stride=0), "stride"),
+    (lambda: measure.siamese_margins(margins=()), "margins"),
+    (lambda: measure.siamese_margins(n_tasks=1), "n_tasks"),
+    (lambda: measure.small_siamese(0.0), "margin"),
+    (lambda: measure.support_influence(first_seed=5, last_seed=5),
+     "last_seed"),
+    (lambda: measure.attention_removal(episodes=1), "episodes"),
+    (lambda: measure.attention_removal(names=[]), "names"),
+])
+def test_the_chapter_measures_refuse_bad_input(call, says):
+    with pytest.raises(ValueError, match=says):
+        call()

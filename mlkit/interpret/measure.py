@@ -11,6 +11,16 @@ recomputes it with the function itself).
   pooled over many test tasks, a 95% interval over tasks, and two
   baselines (a randomly initialised network of the same architecture; the
   network adapted to a different task).
+* ``metric-embeddings``: what the metric learners' embeddings encode
+  (correlation ratio per unit, effective rank, CKA between learners, the
+  most character-selective units and their top drawings).
+* ``attention-removal``: whether removing the support image a query
+  "attends" to most changes the metric learners' decisions more than
+  removing a random one.
+* ``siamese-margins``: the collapse of a small Siamese embedding trained
+  with a too-small contrastive margin, and the fix.
+* ``support-influence``: leave-one-out influence of the support images of
+  a 5-way 5-shot test task with a query MAML misclassifies.
 """
 
 from __future__ import annotations
@@ -26,7 +36,10 @@ from ._checks import _check_positive_int, _check_seed
 from .activations import default_layers, layer_activations
 from .similarity import METHODS, _gram, _interval
 
-__all__ = ["MEASURES", "explanations_dir", "inner_loop_cka", "load", "save"]
+__all__ = ["MEASURES", "attention_removal", "explanations_dir",
+           "inner_loop_cka", "load",
+           "metric_embeddings", "save", "siamese_margins", "small_siamese",
+           "support_influence"]
 
 INNER_LOOP_MODELS = ("maml-omniglot-5w1s", "fomaml-omniglot-5w1s",
                      "anil-omniglot-5w1s")
@@ -176,8 +189,447 @@ def inner_loop_cka(
     }
 
 
+# The command line passes every measure its options (--tasks, --method,
+# --boot, --seed); the measures below pool no tasks and compute no interval
+# over them, so they accept those options and use only --seed where it
+# names a seed of theirs.
+METRIC_NETS = ("siamese-omniglot", "protonet-omniglot")
+
+
+def _metric_embeddings(names: Sequence[str]) -> dict[str, Any]:
+    from .. import protonet, siamese
+
+    nets: dict[str, Any] = {}
+    for name in names:
+        if name.startswith("siamese"):
+            nets[name] = siamese.load_siamese(name)[0].embedding
+        elif name.startswith("protonet"):
+            nets[name] = protonet.load_protonet(name)[0]
+        else:
+            raise ValueError(f"names must be Siamese or prototypical "
+                             f"network checkpoints, got {name!r}")
+    return nets
+
+
+def metric_embeddings(
+    names: Sequence[str] = METRIC_NETS,
+    *,
+    stride: int = 6,
+    top_units: int = 5,
+    top_images: int = 8,
+    progress: Callable[[str], None] | None = None,
+    **_cli: Any,
+) -> dict[str, Any]:
+    """What the metric learners' embeddings encode, on every ``stride``-th
+    evaluation character (Lake's evaluation alphabets), 20 drawings each.
+
+    For each checkpoint in ``names``, MAML's body (the features of
+    ``maml-omniglot-5w1s``' initialisation, all drawings as one batch) and the
+    pixels: the mean per-unit correlation ratio
+    ``eta^2 = Var_between / Var_total`` by character and by alphabet
+    (:func:`~mlkit.interpret.class_selectivity`), the effective rank (Roy &
+    Vetterli 2007) and the debiased linear CKA between every two
+    representations of the same drawings. For the first checkpoint, its
+    ``top_units`` most character-selective units and, for each, the indices
+    (into the drawings, character-major) of the ``top_images`` drawings that
+    excite it most (Zeiler & Fergus 2014). Returns a JSON-ready dict.
+    """
+    import numpy as np
+
+    from .. import maml, siamese
+    from ..checkpoints import checkpoint_entry
+    from .activations import class_selectivity, effective_rank, \
+        top_activating
+    from .similarity import linear_cka
+
+    _check_positive_int("stride", stride, 1)
+    _check_positive_int("top_units", top_units, 1)
+    _check_positive_int("top_images", top_images, 1)
+    if isinstance(names, str) or not names:
+        raise ValueError(f"names must be a non-empty list of checkpoint "
+                         f"names, got {names!r}")
+    say = progress or (lambda text: None)
+    sub = siamese.eval_subset(stride=stride)
+    images = torch.from_numpy(
+        sub.images.reshape(-1, 1, 28, 28).astype(np.float32))
+    chars = torch.arange(len(sub)).repeat_interleave(20)
+    alphabet_names = sorted({sub.alphabet(c) for c in range(len(sub))})
+    alphabets = torch.tensor(
+        [alphabet_names.index(sub.alphabet(c)) for c in range(len(sub))]
+    ).repeat_interleave(20)
+    reps = {name: siamese.embed_images(emb, images)
+            for name, emb in _metric_embeddings(names).items()}
+    sha = {name: checkpoint_entry(name)["sha256"] for name in names}
+    model = maml.load_model("maml-omniglot-5w1s")[0]
+    sha["maml-omniglot-5w1s"] = checkpoint_entry(
+        "maml-omniglot-5w1s")["sha256"]
+    with torch.no_grad():  # one batch: BatchNorm with its statistics
+        reps["MAML body"] = model.features(images)
+    reps["pixels"] = images.reshape(len(images), -1)
+    say(f"embedded {len(images)} drawings")
+    table = {}
+    for name, z in reps.items():
+        table[name] = {
+            "eta2_character": float(class_selectivity(z, chars).mean()),
+            "eta2_alphabet": float(class_selectivity(z, alphabets).mean()),
+            "effective_rank": float(effective_rank(z)),
+            "units": int(z.shape[1])}
+    listed = list(reps)
+    cka = {a: {b: linear_cka(reps[a], reps[b]) for b in listed[i + 1:]}
+           for i, a in enumerate(listed[:-1])}
+    main = reps[names[0]]
+    eta = class_selectivity(main, chars)
+    units = eta.argsort(descending=True)[:top_units].tolist()
+    top = top_activating(main, k=top_images)
+    return {
+        "measure": "metric-embeddings",
+        "protocol": {
+            "pool": f"every {stride}th character of Lake's evaluation "
+                    "alphabets, 20 drawings each",
+            "characters": len(sub), "drawings": len(images),
+            "stride": stride,
+            "eta2": "correlation ratio per unit, mean over units",
+            "cka": "debiased linear CKA (unbiased HSIC, Song et al. 2012)",
+            "maml_body": "maml-omniglot-5w1s initialisation, "
+                         "model.features on all the drawings as one batch "
+                         "(BatchNorm with that batch's statistics)",
+        },
+        "checkpoints": sha,
+        "representations": table,
+        "cka": cka,
+        "top_units": {"network": names[0],
+                      "units": [{"unit": u, "eta2": float(eta[u]),
+                                 "drawings": [int(i) for i in top[u]]}
+                                for u in units]},
+    }
+
+
+SMALL_SIAMESE = {"eval_every": 0, "hidden": 16, "n_pairs": 64,
+                 "augment": False, "rotations": False, "form": "source",
+                 "lr": 3e-3, "normalize": False, "negatives": "all"}
+SMALL_ITERATIONS = 80
+
+
+def small_siamese(margin: float, seed: int = 0) -> tuple[Any, Any]:
+    """The small Siamese network of chapter 6's case study: 4 conv blocks
+    of 16 channels, :data:`SMALL_ITERATIONS` iterations of
+    :data:`SMALL_SIAMESE` (free-length embeddings, every negative averaged)
+    with contrastive margin ``margin``; returns ``(net in eval mode,
+    history)``."""
+    from .. import siamese
+
+    if isinstance(margin, bool) or not isinstance(margin, (int, float)) \
+            or not margin > 0:
+        raise ValueError(f"margin must be a positive number, got {margin!r}")
+    _check_seed(seed)
+    net, history = siamese.train_siamese(
+        SMALL_ITERATIONS, config={**SMALL_SIAMESE, "margin": float(margin)},
+        seed=seed, progress=False)
+    return net.eval(), history
+
+
+def siamese_margins(
+    margins: Sequence[float] = (0.01, 0.1, 1.0),
+    *,
+    seed: int = 0,
+    n_tasks: int = 200,
+    progress: Callable[[str], None] | None = None,
+    **_cli: Any,
+) -> dict[str, Any]:
+    """The collapse of a Siamese embedding whose contrastive margin is too
+    small (Hadsell et al. 2006's loss as the source writes it), and its fix.
+
+    For each margin, :func:`small_siamese` is trained (seed ``seed``) and
+    diagnosed on every 6th evaluation character: distances between drawing
+    0 of each character and drawings 1-4 of the same character
+    (``d_same``), and drawing 0 of the next four characters (``d_diff``);
+    their ratio of means; the share of queries of one 5-way 1-shot episode
+    (evaluation alphabets, seed 8) whose nearest support drawing is of the
+    right class; the share of different-class pairs inside the margin at
+    the end of training; and the 5-way 1-shot nearest-neighbour accuracy on
+    ``n_tasks`` tasks (mean and 95% interval). Returns a JSON-ready dict.
+    """
+    from .. import data, siamese
+    from ..stats import mean_ci95
+
+    _check_seed(seed)
+    _check_positive_int("n_tasks", n_tasks, 2)
+    if isinstance(margins, (str, bytes)) or not margins:
+        raise ValueError(f"margins must be a non-empty list of positive "
+                         f"numbers, got {margins!r}")
+    say = progress or (lambda text: None)
+    sub = siamese.eval_subset(stride=6)
+    ep = data.sample_episode(data.omniglot_classes("evaluation"), 5, 1, 3,
+                             seed=8)
+    out: dict[str, Any] = {}
+    for margin in margins:
+        start = time.perf_counter()
+        net, hist = small_siamese(margin, seed)
+        zz = siamese.embed_pool(net.embedding, sub)
+        d_same = torch.cat([(zz[:, 0] - zz[:, j]).norm(dim=1)
+                            for j in range(1, 5)])
+        d_diff = torch.cat([(zz[:, 0] - zz.roll(r, 0)[:, 0]).norm(dim=1)
+                            for r in range(1, 5)])
+        zq = siamese.embed_images(net.embedding, ep.query_x)
+        zs = siamese.embed_images(net.embedding, ep.support_x)
+        nearest = float((torch.cdist(zq, zs).argmin(1) == ep.query_y)
+                        .float().mean())
+        accs = siamese.few_shot_accuracy(zz, 5, 1, n_tasks, q_queries=5,
+                                         method="nearest", seed=0)
+        m, h = mean_ci95(accs)
+        out[f"{margin:g}"] = {
+            "margin": float(margin),
+            "d_same": [round(float(v), 6) for v in d_same],
+            "d_diff": [round(float(v), 6) for v in d_diff],
+            "ratio": float(d_diff.mean() / d_same.mean()),
+            "nearest": nearest,
+            "accuracy": {"mean": float(m), "ci95": float(h)},
+            "inside_margin": float(hist["inside_margin"][-1])}
+        say(f"m = {margin:g}: {time.perf_counter() - start:.0f} s")
+    return {
+        "measure": "siamese-margins",
+        "protocol": {
+            "training": {"iterations": SMALL_ITERATIONS, "seed": seed,
+                         **SMALL_SIAMESE},
+            "pool": "Lake's background alphabets (training); every 6th "
+                    "evaluation character, 20 drawings each (diagnosis)",
+            "pairs": "drawing 0 of each character vs drawings 1-4 of it "
+                     "(same) and vs drawing 0 of the next 4 characters "
+                     "(different)",
+            "nearest": "one 5-way 1-shot episode, 3 queries per class, "
+                       "evaluation alphabets, seed 8",
+            "accuracy": f"{n_tasks} 5-way 1-shot tasks, 5 queries per "
+                        "class, nearest support drawing, seed 0; mean and "
+                        "95% t interval over tasks",
+        },
+        "margins": out,
+    }
+
+
+def support_influence(
+    *,
+    first_seed: int = 4,
+    last_seed: int = 60,
+    progress: Callable[[str], None] | None = None,
+    **_cli: Any,
+) -> dict[str, Any]:
+    """Leave-one-out influence of each support image on the queries of a
+    5-way 5-shot test task that ``maml-omniglot-5w1s`` gets wrong.
+
+    The first episode of Finn's test split (seeds ``first_seed`` to
+    ``last_seed - 1``) with a query that first-order adaptation (the
+    recipe's test-time rate and steps, summed cross-entropy, BatchNorm
+    statistics frozen on the task's query batch) misclassifies;
+    ``interpret.loo_influence`` of the 25 support images on every query's
+    loss (re-adapting without each image, Koh & Liang 2017's quantity); and
+    for the metric learners that are present, the same with the prototype
+    rule and the gradient estimate (``interpret.gradient_influence``) for
+    their least certain query. Returns a JSON-ready dict.
+    """
+    import functools
+
+    from scipy.stats import spearmanr
+
+    from .. import data, maml, protonet, siamese
+    from ..checkpoints import checkpoint_entry, manifest
+    from .attribution import frozen_statistics, prototype_scorer
+    from .influence import gradient_influence, loo_influence
+
+    _check_seed(first_seed)
+    if not isinstance(last_seed, int) or last_seed <= first_seed:
+        raise ValueError(f"last_seed must be an int above first_seed, got "
+                         f"{last_seed!r}")
+    say = progress or (lambda text: None)
+    model, config, _ = maml.load_model("maml-omniglot-5w1s")
+    pool = data.omniglot_classes("finn-test")
+    loss5 = maml.summed_cross_entropy(5)
+
+    def maml_fit_predict(sx, sy, qx, *, queries):
+        w = maml.adapt(model, sx, sy, loss_fn=loss5,
+                       inner_steps=config.test_inner_steps,
+                       alpha=config.alpha, first_order=True)
+        return frozen_statistics(model, w, queries)(qx)
+
+    def margins(logits, y):
+        true = logits[torch.arange(len(y)), y]
+        other = logits.clone()
+        other[torch.arange(len(y)), y] = -float("inf")
+        return true - other.max(1).values
+
+    for seed in range(first_seed, last_seed):
+        ep = data.sample_episode(pool, 5, 5, 3, seed=seed)
+        with torch.no_grad():
+            logits = maml_fit_predict(ep.support_x, ep.support_y,
+                                      ep.query_x, queries=ep.query_x)
+        margin = margins(logits, ep.query_y)
+        if margin.min() < 0:
+            break
+    else:
+        raise ValueError(f"no episode with seeds {first_seed} to "
+                         f"{last_seed - 1} has a misclassified query")
+    say(f"episode seed {seed}")
+    loo = loo_influence(
+        functools.partial(maml_fit_predict, queries=ep.query_x),
+        ep.support_x, ep.support_y, ep.query_x, ep.query_y)
+    sha = {"maml-omniglot-5w1s": checkpoint_entry(
+        "maml-omniglot-5w1s")["sha256"]}
+    metric = {}
+    learned = manifest()
+    for label, name in (("Siamese", "siamese-omniglot"),
+                        ("prototypical", "protonet-omniglot")):
+        if name not in learned:
+            continue
+        emb = (siamese.load_siamese(name)[0].embedding
+               if name.startswith("siamese")
+               else protonet.load_protonet(name)[0])
+        sha[name] = checkpoint_entry(name)["sha256"]
+
+        def fp(sx, sy, qx, emb=emb):
+            return prototype_scorer(emb, sx, sy, 5, support_grad=True)(qx)
+
+        with torch.no_grad():
+            mm = margins(fp(ep.support_x, ep.support_y, ep.query_x),
+                         ep.query_y)
+        qm = int(mm.argmin())
+        lp = loo_influence(fp, ep.support_x, ep.support_y, ep.query_x,
+                           ep.query_y)
+        _, sp = gradient_influence(fp, ep.support_x, ep.support_y,
+                                   ep.query_x[qm:qm + 1],
+                                   ep.query_y[qm:qm + 1])
+        own = ep.support_y == ep.query_y[qm]
+        metric[label] = {
+            "checkpoint": name, "query": qm, "margin": float(mm[qm]),
+            "own_class": float(lp[qm, own].mean()),
+            "other_classes": float(lp[qm, ~own].mean()),
+            "spearman": float(spearmanr(lp[qm].numpy(),
+                                        sp.numpy()).statistic)}
+        say(f"{label} done")
+    return {
+        "measure": "support-influence",
+        "protocol": {
+            "split": "finn-test", "ways": 5, "shots": 5,
+            "queries_per_class": 3,
+            "episode": f"first seed from {first_seed} with a query that "
+                       "first-order adaptation misclassifies",
+            "inner_loop": {"alpha": config.alpha,
+                           "steps": config.test_inner_steps,
+                           "first_order": True,
+                           "loss": "summed cross-entropy"},
+            "batch_layout": "adaptation on the 25 support images as one "
+                            "batch; queries with BatchNorm statistics "
+                            "frozen on the task's 15 query images",
+            "influence": "loss of each query without support image i "
+                         "(re-adapted) minus the loss with all 25",
+        },
+        "checkpoints": sha,
+        "episode_seed": seed,
+        "maml": {"loo": [[float(v) for v in row] for row in loo]},
+        "metric": metric,
+    }
+
+
+def _removal_effect(emb: Any, episode: Any, rng: Any) -> dict[str, list]:
+    """Per query: the fall of the predicted class's probability and whether
+    the decision flips, when the most-attended support image or a random
+    other one is removed (prototype rule, 5 ways)."""
+    from .influence import support_attention
+
+    with torch.no_grad():
+        zs = emb(episode.support_x)
+        zq = emb(episode.query_x)
+    ys = episode.support_y
+
+    def probs(keep):
+        protos = torch.stack([zs[keep & (ys == c)].mean(0)
+                              for c in range(5)])
+        return torch.softmax(-torch.cdist(zq, protos) ** 2, 1)
+
+    base = probs(torch.ones(len(ys), dtype=torch.bool))
+    pred = base.argmax(1)
+    att = support_attention(zq, zs)
+    out: dict[str, list] = {"most attended": [], "random": []}
+    for i in range(len(zq)):
+        top_i = int(att[i].argmax())
+        others = [j for j in range(len(ys)) if j != top_i]
+        for kind, j in (("most attended", top_i),
+                        ("random", int(rng.choice(others)))):
+            keep = torch.ones(len(ys), dtype=torch.bool)
+            keep[j] = False
+            p = probs(keep)[i]
+            out[kind].append((float(base[i, pred[i]] - p[pred[i]]),
+                              float(p.argmax() != pred[i])))
+    return out
+
+
+def attention_removal(
+    names: Sequence[str] = METRIC_NETS,
+    *,
+    episodes: int = 30,
+    first_seed: int = 100,
+    progress: Callable[[str], None] | None = None,
+    **_cli: Any,
+) -> dict[str, Any]:
+    """Does the support image a query "attends" to most matter most?
+
+    For each metric learner in ``names`` (in order, one
+    ``numpy.random.default_rng(0)`` shared by all) and each of ``episodes``
+    5-way 5-shot episodes of Lake's evaluation alphabets (3 queries per
+    class, seeds ``first_seed, first_seed + 1, ...``): per query, remove the
+    most-attended support image (matching networks' attention, Vinyals et
+    al. 2016) or one chosen at random among the other 24, recompute that
+    class's prototype, and record the fall of the probability of the
+    originally predicted class and whether the decision flips. Stores the
+    per-episode means (one number per episode and kind). Returns a
+    JSON-ready dict.
+    """
+    import numpy as np
+
+    from .. import data
+    from ..checkpoints import checkpoint_entry
+
+    _check_positive_int("episodes", episodes, 2)
+    _check_seed(first_seed)
+    if isinstance(names, str) or not names:
+        raise ValueError(f"names must be a non-empty list of checkpoint "
+                         f"names, got {names!r}")
+    say = progress or (lambda text: None)
+    evaluation = data.omniglot_classes("evaluation")
+    rng = np.random.default_rng(0)
+    results: dict[str, Any] = {}
+    for name, emb in _metric_embeddings(names).items():
+        fall: dict[str, list] = {"most attended": [], "random": []}
+        flips: dict[str, list] = {"most attended": [], "random": []}
+        for s in range(episodes):
+            ep = data.sample_episode(evaluation, 5, 5, 3,
+                                     seed=first_seed + s)
+            for kind, v in _removal_effect(emb, ep, rng).items():
+                fall[kind].append(float(np.mean([d for d, _ in v])))
+                flips[kind].append(float(100 * np.mean([f for _, f in v])))
+        results[name] = {"fall": fall, "flipped_percent": flips}
+        say(f"{name} done")
+    return {
+        "measure": "attention-removal",
+        "protocol": {
+            "pool": "Lake's evaluation alphabets", "ways": 5, "shots": 5,
+            "queries_per_class": 3, "episodes": episodes,
+            "episode_seeds": [first_seed, first_seed + episodes - 1],
+            "rule": "prototypes (class means of the support embeddings), "
+                    "softmax of minus squared Euclidean distances",
+            "random_image": "numpy.random.default_rng(0), shared by the "
+                            "networks in order, one draw per query",
+            "stored": "per episode, the mean over its 15 queries",
+        },
+        "checkpoints": {n: checkpoint_entry(n)["sha256"] for n in names},
+        "results": results,
+    }
+
+
 MEASURES: dict[str, Callable[..., dict[str, Any]]] = {
+    "attention-removal": attention_removal,
     "inner-loop-cka": inner_loop_cka,
+    "metric-embeddings": metric_embeddings,
+    "siamese-margins": siamese_margins,
+    "support-influence": support_influence,
 }
 
 
