@@ -326,6 +326,27 @@ def _parser(table: dict[str, Recipe]) -> argparse.ArgumentParser:
     return p
 
 
+# One line per measure for --help (the docstrings give each protocol).
+_MEASURE_SUMMARIES = {
+    "attention-removal": "does removing the support image a query attends "
+    "to most change the decision more than removing a random one?",
+    "inner-loop-cka": "which layers change in the inner loop, for MAML, "
+    "first-order MAML and ANIL (debiased CKA, intervals over tasks, "
+    "random-network and other-task baselines)",
+    "metric-embeddings": "what the metric learners' embeddings encode "
+    "(variance explained by character and alphabet, rank, CKA)",
+    "siamese-margins": "a Siamese embedding trained with too small a margin "
+    "collapses",
+    "support-influence": "leave-one-out influence of each support image on a "
+    "task MAML gets wrong",
+}
+
+
+def _first_line(name: str) -> str:
+    text = _MEASURE_SUMMARIES.get(name, "see mlkit.interpret.measure")
+    return text if text.endswith("?") else text + "."
+
+
 def _explain_parser(sub: Any) -> None:
     """The ``explain`` subcommand: chapter 6's stored measurements."""
     from .interpret.measure import MEASURES
@@ -334,25 +355,24 @@ def _explain_parser(sub: Any) -> None:
         "explain",
         help="compute and store one of chapter 6's measurements",
         description="Compute measurement MEASURE (CPU, one thread by "
-        "default, minutes) and store it with this command in "
+        "default, seconds to minutes) and store it with this command in "
         "checkpoints/explanations/MEASURE.json, which chapter 6 loads. "
-        "inner-loop-cka: which layers change in the inner loop, for MAML, "
-        "first-order MAML and ANIL (debiased CKA pooled over test tasks, "
-        "95% intervals over tasks, random-network and other-task "
-        "baselines).",
+        + " ".join(f"{name}: {_first_line(name)}"
+                   for name in sorted(MEASURES)),
         formatter_class=_Help,
     )
     x.add_argument("measure", choices=sorted(MEASURES), metavar="MEASURE",
                    help=f"one of {', '.join(sorted(MEASURES))}")
-    x.add_argument("--tasks", type=_integer(3), default=12,
-                   help="test tasks pooled")
-    x.add_argument("--seed", type=_integer(0), default=0,
-                   help="seed of the first task")
+    x.add_argument("--tasks", type=_integer(3), default=None,
+                   help="test tasks pooled (default: the measure's own)")
+    x.add_argument("--seed", type=_integer(0), default=None,
+                   help="seed of the first task (default: the measure's "
+                   "own)")
     x.add_argument("--method", choices=("jackknife", "bootstrap"),
-                   default="jackknife",
+                   default=None,
                    help="interval over tasks: delete-one-task jackknife or "
                    "percentile bootstrap")
-    x.add_argument("--boot", type=_integer(10), default=1000,
+    x.add_argument("--boot", type=_integer(10), default=None,
                    help="bootstrap resamples (with --method bootstrap)")
     x.add_argument("--threads", type=_integer(1), default=1,
                    help="torch threads")
@@ -368,10 +388,12 @@ def _explain(args: argparse.Namespace, argv: list[str]) -> int:
     from .interpret import measure
 
     torch.set_num_threads(args.threads)
+    # Only the options given: each measure has its own defaults.
+    given = {"tasks": args.tasks, "method": args.method,
+             "n_boot": args.boot, "seed": args.seed}
+    options = {k: v for k, v in given.items() if v is not None}
     result = measure.MEASURES[args.measure](
-        tasks=args.tasks, method=args.method, n_boot=args.boot,
-        seed=args.seed,
-        progress=lambda text: print(text, flush=True))
+        **options, progress=lambda text: print(text, flush=True))
     path = measure.save(result, shlex.join(["python", "-m", "mlkit",
                                             *argv]),
                         None if args.out is None else args.out)
