@@ -35,8 +35,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .checkpoints import load_checkpoint, save_checkpoint
-from .data import (ClassPool, DRAWINGS, SPLITS, _check_choice, _check_count,
-                   _check_tensor, omniglot_classes)
+from .data import (DRAWINGS, SPLITS, ClassPool, _check_choice, _check_count,
+                   _check_tensor, _merge_config, omniglot_classes)
 from .maml import compact_history
 from .nets import ConvNet
 from .siamese import halving_rate
@@ -65,14 +65,7 @@ PRETRAIN_CONFIG: dict[str, Any] = {
 
 
 def _check_config(config: Mapping[str, Any] | None) -> dict[str, Any]:
-    if config is not None and not isinstance(config, Mapping):
-        raise ValueError(f"config must be None or a dict, got "
-                         f"{type(config).__name__}")
-    unknown = sorted(set(config or {}) - set(PRETRAIN_CONFIG))
-    if unknown:
-        raise ValueError(f"config holds unknown keys {unknown}; allowed: "
-                         f"{sorted(PRETRAIN_CONFIG)}")
-    cfg = {**PRETRAIN_CONFIG, **(config or {})}
+    cfg = _merge_config(config, PRETRAIN_CONFIG)
     _check_choice("split", cfg["split"], SPLITS)
     if not isinstance(cfg["rotations"], bool):
         raise ValueError(f"rotations must be True or False, got "

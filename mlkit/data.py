@@ -37,7 +37,7 @@ import zlib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -108,6 +108,20 @@ def _check_tensor(name: str, value: object, min_dim: int = 0) -> torch.Tensor:
         raise ValueError(f"{name} must have at least {min_dim} dimension(s), "
                          f"got shape {tuple(value.shape)}")
     return value
+
+
+def _merge_config(config: Mapping[str, Any] | None,
+                  defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """``defaults`` updated with ``config``; a ``ValueError`` names any key
+    ``defaults`` does not have (the training functions' shared first check)."""
+    if config is not None and not isinstance(config, Mapping):
+        raise ValueError(f"config must be None or a dict, got "
+                         f"{type(config).__name__}")
+    unknown = sorted(set(config or {}) - set(defaults))
+    if unknown:
+        raise ValueError(f"config holds unknown keys {unknown}; allowed: "
+                         f"{sorted(defaults)}")
+    return {**defaults, **(config or {})}
 
 
 def _check_flag(name: str, value: bool) -> bool:

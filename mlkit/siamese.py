@@ -41,7 +41,7 @@ from torch import nn
 from .checkpoints import (ResumableRun, load_checkpoint, load_state, manifest, promote,
                           record_metrics, run_dir, save_checkpoint)
 from .data import (DRAWINGS, SPLITS, ClassPool, Episode, _check_count,
-                   _check_tensor,
+                   _check_tensor, _merge_config,
                    load_lake_runs, omniglot_classes)
 from .nets import InductiveConvEmbedding
 from .stats import mean_ci95
@@ -841,14 +841,7 @@ def _check_training(config: Mapping[str, Any] | None,
     """``defaults`` updated with ``config``, every entry checked (before any
     data loads), for :func:`train_siamese` and
     :func:`mlkit.protonet.train_protonet`."""
-    if config is not None and not isinstance(config, Mapping):
-        raise ValueError(f"config must be None or a dict, got "
-                         f"{type(config).__name__}")
-    unknown = sorted(set(config or {}) - set(defaults))
-    if unknown:
-        raise ValueError(f"config holds unknown keys {unknown}; allowed: "
-                         f"{sorted(defaults)}")
-    cfg = {**defaults, **(config or {})}
+    cfg = _merge_config(config, defaults)
     counts = {"hidden": 1, "n_pairs": 4, "train_way": 2, "k_shot": 1,
               "q_queries": 1, "lr_halvings": 0, "eval_every": 0,
               "eval_tasks": 1}

@@ -50,84 +50,13 @@ The package has one module per family: :mod:`.similarity`,
 
 from __future__ import annotations
 
-from .similarity import (
-    linear_cka,
-    CKAInterval,
-    cka_interval,
-    layer_cka,
-)
-from .activations import (
-    record_activations,
-    default_layers,
-    layer_activations,
-    weight_change,
-    layer_of,
-    Trajectory,
-    fast_weight_trajectory,
-    task_params,
-    ActivationChange,
-    activation_change,
-    top_activating,
-    effective_rank,
-    dead_units,
-    class_selectivity,
-)
-from .attribution import (
-    frozen_statistics,
-    prototype_scorer,
-    pair_similarity,
-    Attribution,
-    saliency,
-    integrated_gradients,
-)
-from .influence import (
-    support_attention,
-    class_attention,
-    FitPredict,
-    loo_influence,
-    gradient_influence,
-)
-from .surrogates import (
-    patch_mask,
-    PermutationImportance,
-    permutation_importance,
-    Surrogate,
-    lime_surrogate,
-)
+from . import activations, attribution, influence, similarity, surrogates
+# Each module's __all__ is its public names; the package re-exports them all.
+from .activations import *  # noqa: F401,F403
+from .attribution import *  # noqa: F401,F403
+from .influence import *  # noqa: F401,F403
+from .similarity import *  # noqa: F401,F403
+from .surrogates import *  # noqa: F401,F403
 
-__all__ = [
-    "linear_cka",
-    "CKAInterval",
-    "cka_interval",
-    "layer_cka",
-    "record_activations",
-    "default_layers",
-    "layer_activations",
-    "weight_change",
-    "layer_of",
-    "Trajectory",
-    "fast_weight_trajectory",
-    "task_params",
-    "ActivationChange",
-    "activation_change",
-    "top_activating",
-    "effective_rank",
-    "dead_units",
-    "class_selectivity",
-    "frozen_statistics",
-    "prototype_scorer",
-    "pair_similarity",
-    "Attribution",
-    "saliency",
-    "integrated_gradients",
-    "support_attention",
-    "class_attention",
-    "FitPredict",
-    "loo_influence",
-    "gradient_influence",
-    "patch_mask",
-    "PermutationImportance",
-    "permutation_importance",
-    "Surrogate",
-    "lime_surrogate",
-]
+__all__ = [*similarity.__all__, *activations.__all__, *attribution.__all__,
+           *influence.__all__, *surrogates.__all__]

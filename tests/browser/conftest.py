@@ -4,7 +4,11 @@ They need the built site (_build/html) and Debian's chromium, so they are not pa
 `make unit`: they run through `make browser` (after the build), which sets
 MLKIT_BROWSER_TEST=1.
 """
+import functools
+import http.server
 import os
+import socketserver
+import threading
 from pathlib import Path
 
 import pytest
@@ -29,3 +33,30 @@ def browser():
         b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         yield b
         b.close()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:  # keep pytest's output readable
+        pass
+
+
+@pytest.fixture(scope="session")
+def serve_folder():
+    """Start serving a folder over HTTP on 127.0.0.1; returns its base URL.
+
+    Port 0: the OS picks a free port, so parallel runs cannot collide. Every
+    server started is shut down at the end of the session."""
+    servers = []
+
+    def start(directory: Path) -> str:
+        handler = functools.partial(_QuietHandler, directory=str(directory))
+        httpd = socketserver.ThreadingTCPServer(("127.0.0.1", 0), handler)
+        httpd.daemon_threads = True
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        servers.append(httpd)
+        return f"http://127.0.0.1:{httpd.server_address[1]}"
+
+    yield start
+    for httpd in servers:
+        httpd.shutdown()
+        httpd.server_close()

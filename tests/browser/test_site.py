@@ -13,12 +13,8 @@ chromium chromium-driver`).
 
 from __future__ import annotations
 
-import functools
-import http.server
 import os
 import re
-import socketserver
-import threading
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -40,24 +36,11 @@ def site_pages() -> list[str]:
                   if not skip & set(p.relative_to(SITE).parts))
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args) -> None:  # keep pytest's output readable
-        pass
-
-
 @pytest.fixture(scope="module")
-def server():
+def server(serve_folder):
     if not (SITE / "index.html").is_file():
         pytest.fail(f"{SITE}/index.html is missing: build the book first (make book)")
-    handler = functools.partial(_QuietHandler, directory=str(SITE))
-    # Port 0: the OS picks a free port, so parallel runs cannot collide.
-    httpd = socketserver.ThreadingTCPServer(("127.0.0.1", 0), handler)
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    return serve_folder(SITE)
 
 
 @pytest.fixture

@@ -13,12 +13,8 @@ Runs through `make browser` (MLKIT_BROWSER_TEST=1, see conftest.py).
 
 from __future__ import annotations
 
-import functools
-import http.server
 import os
 import re
-import socketserver
-import threading
 from pathlib import Path
 
 import pytest
@@ -47,23 +43,12 @@ def zh_pages() -> list[str]:
                   and p.name not in ("genindex.html", "search.html"))
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args) -> None:
-        pass
-
-
 @pytest.fixture(scope="module")
-def server():
+def server(serve_folder):
     if not (ZH / "index.html").is_file():
         pytest.fail(f"{ZH}/index.html is missing: build both sites first (make book, or "
                     "make book-zh after make build-strict)")
-    handler = functools.partial(_QuietHandler, directory=str(SITE))
-    httpd = socketserver.ThreadingTCPServer(("127.0.0.1", 0), handler)
-    httpd.daemon_threads = True
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    return serve_folder(SITE)
 
 
 @pytest.fixture
