@@ -1633,9 +1633,7 @@ def test_permutation_importance_refuses_a_broadcast_target():
     assert ok.importances.shape == (2, 3)
 
 
-@pytest.mark.parametrize(
-    "call_, word",
-    [
+ERRORS_THAT_WERE_NOT_VALUE_ERRORS = [
         (lambda: S.eval_subset(0), "stride"),  # was a ZeroDivisionError
         (
             lambda: S.halving_rate(1e-3, 0, 10, -1),
@@ -1673,16 +1671,10 @@ def test_permutation_importance_refuses_a_broadcast_target():
             ),
             "embeddings",
         ),
-    ],
-)
-def test_errors_that_were_not_value_errors(call_, word):
-    with pytest.raises(ValueError, match=word):
-        call_()
+]
 
 
-@pytest.mark.parametrize(
-    "call_, word",
-    [
+ZERO_AND_NEGATIVE_COUNTS = [
         (lambda: M.summed_cross_entropy(0), "k_shot"),
         (lambda: M.MAMLConfig(task="omniglot", n_way=0), "n_way"),
         (lambda: M.MAMLConfig(task="sinusoid", k_shot=-1), "k_shot"),
@@ -1767,16 +1759,10 @@ def test_errors_that_were_not_value_errors(call_, word):
         ),
         (lambda: I.top_activating(torch.zeros(3, 2), 0), "k"),
         (lambda: I.layer_of("head.bias", 0), "depth"),
-    ],
-)
-def test_zero_and_negative_counts(call_, word):
-    with pytest.raises(ValueError, match=word):
-        call_()
+]
 
 
-@pytest.mark.parametrize(
-    "call_, word",
-    [
+NAN_AND_INF_RATES_AND_VALUES = [
         (
             lambda: M.adapt(
                 MLP,
@@ -1863,16 +1849,10 @@ def test_zero_and_negative_counts(call_, word):
         (lambda: I.dead_units(torch.zeros(3, 2), tol=math.nan), "tol"),
         (lambda: stats.mean_ci95([1.0, math.nan]), "values"),
         (lambda: stats.mean_ci95([1.0, math.inf]), "values"),
-    ],
-)
-def test_nan_and_inf_rates_and_values(call_, word):
-    with pytest.raises(ValueError, match=word):
-        call_()
+]
 
 
-@pytest.mark.parametrize(
-    "call_, word",
-    [
+BOOLS_WHERE_NUMBERS_BELONG = [
         (lambda: M.summed_cross_entropy(True), "k_shot"),
         (lambda: M.MAMLConfig(task="omniglot", n_way=True), "n_way"),
         (
@@ -1910,16 +1890,10 @@ def test_nan_and_inf_rates_and_values(call_, word):
         (lambda: S.affine_augment(torch.zeros(1, 1, 4, 4), p=True), "p"),
         (lambda: I.top_activating(torch.zeros(3, 2), True), "k"),
         (lambda: I.task_params({"w": torch.zeros(2, 1)}, True), "task"),
-    ],
-)
-def test_bools_where_numbers_belong(call_, word):
-    with pytest.raises(ValueError, match=word):
-        call_()
+]
 
 
-@pytest.mark.parametrize(
-    "call_, word",
-    [
+UNKNOWN_STRINGS = [
         (
             lambda: S.few_shot_accuracy(
                 torch.zeros(3, D.DRAWINGS, 2), 2, 1, method="bogus"
@@ -1973,16 +1947,10 @@ def test_bools_where_numbers_belong(call_, word):
             lambda: S.recipe_seeds([{"tag": "v4", "changes": {}}], "v9"),
             "recipe",
         ),
-    ],
-)
-def test_unknown_strings(call_, word):
-    with pytest.raises(ValueError, match=word):
-        call_()
+]
 
 
-@pytest.mark.parametrize(
-    "call_, word",
-    [
+EMPTY_INPUTS = [
         (lambda: stats.mean_ci95([]), "values"),
         (lambda: M.mse_loss(torch.zeros(0, 1), torch.zeros(0, 1)), "pred"),
         (
@@ -2040,8 +2008,28 @@ def test_unknown_strings(call_, word):
             ),
             "z",
         ),
-    ],
-)
-def test_empty_inputs(call_, word):
+]
+
+
+# Bad input of every kind raises a ValueError naming the argument; one test
+# over the groups above (its ids start with the group's name).
+ERROR_CASES = [
+    *[pytest.param(*case, id=f"errors_that_were_not_value_errors-{i}")
+      for i, case in enumerate(ERRORS_THAT_WERE_NOT_VALUE_ERRORS)],
+    *[pytest.param(*case, id=f"zero_and_negative_counts-{i}")
+      for i, case in enumerate(ZERO_AND_NEGATIVE_COUNTS)],
+    *[pytest.param(*case, id=f"nan_and_inf_rates_and_values-{i}")
+      for i, case in enumerate(NAN_AND_INF_RATES_AND_VALUES)],
+    *[pytest.param(*case, id=f"bools_where_numbers_belong-{i}")
+      for i, case in enumerate(BOOLS_WHERE_NUMBERS_BELONG)],
+    *[pytest.param(*case, id=f"unknown_strings-{i}")
+      for i, case in enumerate(UNKNOWN_STRINGS)],
+    *[pytest.param(*case, id=f"empty_inputs-{i}")
+      for i, case in enumerate(EMPTY_INPUTS)],
+]
+
+
+@pytest.mark.parametrize("call_, word", ERROR_CASES)
+def test_bad_input_raises_a_value_error_naming_it(call_, word):
     with pytest.raises(ValueError, match=word):
         call_()
