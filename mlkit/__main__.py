@@ -561,6 +561,13 @@ def _evaluate(
     if args.seed is None:
         args.seed = 1
     seen = _seen_characters(args, recipe)
+    if any(n not in manifest() for n in recipe.runs or (recipe.name,)):
+        # a recipe whose checkpoint has not been trained and promoted yet
+        raise ValueError(
+            f"{recipe.name} has no checkpoint yet: train it with "
+            f"'{PROG} train {recipe.name}', then '{PROG} train "
+            f"{recipe.name} --promote'"
+        )
     result = recipe.evaluate(args)
     unit = "%" if result["metric"] == "accuracy" else ""
     label = " on SEEN CLASSES (training characters)" if seen else ""

@@ -247,3 +247,11 @@ def test_the_sinusoid_json_carries_the_median(capsys):
     line = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert line["metric"] == "mse" and line["median"] <= line["iqr"][1]
     assert line["iqr"][0] <= line["median"]
+
+
+def test_a_recipe_without_a_checkpoint_says_how_to_train_it(capsys):
+    assert main(["evaluate", "maml-omniglot-5w1s-background",
+                 "--tasks", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "has no checkpoint yet" in err
+    assert "train maml-omniglot-5w1s-background --promote" in err

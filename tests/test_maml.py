@@ -439,3 +439,31 @@ def test_training_sessions_and_their_description():
     assert C.training_sessions(new) == rows
     assert C.describe_training(new).splitlines() == [
         "iterations 0-10: 1.00 h on CPU A", "iterations 10-30: 0.01 h on GPU B"]
+
+
+@pytest.mark.parametrize("name", ["anil-omniglot-5w1s-background",
+                                  "maml-omniglot-5w1s-background"])
+def test_lake_split_recipes_train_on_rotated_background_test_on_evaluation(
+        monkeypatch, name):
+    config = M.CONFIGS[name]
+    asked = []
+
+    def pool(split, **kwargs):
+        asked.append((split, kwargs.get("rotations")))
+        raise RuntimeError("stop before loading images")
+
+    monkeypatch.setattr(D, "omniglot_classes", pool)
+    for split in (None, config.test_split):
+        with pytest.raises(RuntimeError):
+            M._sampler(config, split)
+    assert asked == [("background", True), ("evaluation", None)]
+    assert D.shared_characters(config.split, config.test_split) == 0
+    # the same recipe as the Finn-split one apart from the split
+    base = M.CONFIGS[name.removesuffix("-background")]
+    assert (config.order, config.alpha, config.inner_steps) == (
+        base.order, base.alpha, base.inner_steps)
+
+
+def test_rotations_must_be_a_flag_or_none():
+    with pytest.raises(ValueError, match="rotations must be None, True"):
+        M.MAMLConfig(task="omniglot", rotations="yes")
