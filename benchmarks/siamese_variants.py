@@ -20,6 +20,18 @@ run of the recipe from another seed (v5, v11) a checkpoint of its own,
 ``siamese-omniglot-ensemble``, which ``ensemble`` measures (kept under ``metrics.ensemble``
 and between ``<!-- siamese-ensemble -->`` markers).
 
+Choosing again without the test data: ``train --selection`` trains a variant on the 25
+``background-train`` alphabets (the 5 ``validation`` alphabets held out) under
+``runs/siamese-<tag>-select``, and ``select`` scores every finished selection run on the
+validation alphabets (600 5- and 20-way 1-shot tasks, seed 1), chooses the best 20-way
+score, names the variants within its interval, and keeps the table in the manifest
+(``metrics.selection``) and between ``<!-- siamese-selection -->`` markers in RESULTS.md.
+The ten recipes of ``SELECTION`` take about 15 minutes on one GPU, side by side:
+
+    for t in v0 v1 v2 v3 v4 v6 v7 v8 v9 v10; do python benchmarks/siamese_variants.py \
+        train $t --selection --device cuda --threads 2 --resume & done; wait
+    python benchmarks/siamese_variants.py select
+
 The recipe v4 was chosen by its Lake score, that is, on the test runs themselves: the book
 says so beside the number. v5 and v11 train v4 again from other seeds, to measure how far two
 runs of one recipe differ; v6-v10 and v12 change v4. None of them beat v4's seeds on the 600
@@ -41,6 +53,8 @@ import torch
 
 from mlkit import siamese
 from mlkit.checkpoints import load_state, record_metrics
+from mlkit.data import omniglot_classes
+from mlkit.stats import mean_ci95
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
@@ -76,30 +90,47 @@ VARIANTS: dict[str, Variant] = {
 }
 
 
-def config_of(tag: str) -> dict[str, Any]:
-    return {**siamese.SIAMESE_CONFIG, **VARIANTS[tag].changes}
+# The recipes a selection on validation chooses among: every variant that changes
+# the recipe (v5, v11 and v12 only repeat one from another seed).
+SELECTION = ("v0", "v1", "v2", "v3", "v4", "v6", "v7", "v8", "v9", "v10")
 
 
-def train(tags: list[str], device: str, max_minutes: float | None, resume: bool) -> None:
+def config_of(tag: str, selection: bool = False) -> dict[str, Any]:
+    """Variant ``tag``'s training config; with ``selection`` trained on the 25
+    ``background-train`` alphabets, the 5 ``validation`` ones held out."""
+    split = {"split": "background-train"} if selection else {}
+    return {**siamese.SIAMESE_CONFIG, **VARIANTS[tag].changes, **split}
+
+
+def run_name(tag: str, selection: bool = False) -> str:
+    return f"siamese-{tag}" + ("-select" if selection else "")
+
+
+def train(tags: list[str], device: str, max_minutes: float | None, resume: bool,
+          selection: bool = False, iterations: int | None = None) -> None:
     for tag in tags:
         v = VARIANTS[tag]
-        siamese.train_siamese(v.iterations, config=config_of(tag), seed=v.seed, resume=resume,
-                              run_name=f"siamese-{tag}", save_every=60, device=device,
+        siamese.train_siamese(iterations or v.iterations, config=config_of(tag, selection),
+                              seed=v.seed, resume=resume,
+                              run_name=run_name(tag, selection), save_every=60,
+                              device=device,
                               time_limit_s=None if max_minutes is None else 60 * max_minutes)
 
 
-def trained(tag: str) -> tuple[siamese.SiameseNet, dict[str, Any]] | None:
+def trained(tag: str, selection: bool = False
+            ) -> tuple[siamese.SiameseNet, dict[str, Any]] | None:
     """Variant ``tag``'s network from its state in ``runs/`` (``eval()`` mode) and the state;
     ``None`` when there is no state; an error when it was trained with another config."""
-    state = load_state(f"siamese-{tag}")
+    name = run_name(tag, selection)
+    state = load_state(name)
     if state is None:
         return None
     saved = state.get("config") or {}
-    differ = {k: v for k, v in saved.items() if config_of(tag).get(k) != v}
+    differ = {k: v for k, v in saved.items() if config_of(tag, selection).get(k) != v}
     if differ:
-        raise SystemExit(f"{tag}: runs/siamese-{tag} was trained with {differ}, "
+        raise SystemExit(f"{tag}: runs/{name} was trained with {differ}, "
                          f"not with the variant's config")
-    net = siamese.build_siamese(config_of(tag))
+    net = siamese.build_siamese(config_of(tag, selection))
     net.load_state_dict(state["model"])
     return net.eval(), state
 
@@ -119,6 +150,64 @@ def measure() -> list[dict[str, Any]]:
                      "sessions": state["history"].get("sessions", []), **metrics})
         print(tag, rows[-1]["iterations"], metrics)
     return rows
+
+
+def validation_scores(tasks: int = 600, seed: int = 1) -> list[dict[str, Any]]:
+    """Each selection run (trained on ``background-train``) scored on the
+    ``validation`` alphabets it never saw: 5- and 20-way 1-shot accuracy,
+    nearest support embedding, ``tasks`` tasks of 15 queries per class, seed
+    ``seed``, mean and 95% interval. No test data is touched."""
+    torch.set_num_threads(1)
+    pool = omniglot_classes("validation")
+    rows = []
+    for tag in SELECTION:
+        got = trained(tag, selection=True)
+        if got is None:
+            print(f"{tag}: no state in runs/{run_name(tag, True)}, skipped")
+            continue
+        net, state = got
+        z = siamese.embed_pool(net.embedding, pool)
+        row = {"tag": tag, "what": VARIANTS[tag].what,
+               "iterations": int(state["iteration"])}
+        for n_way in (5, 20):
+            acc = siamese.few_shot_accuracy(z, n_way, 1, tasks, method="nearest",
+                                            seed=seed)
+            row[f"validation_{n_way}way1shot"] = [round(float(v), 2)
+                                                  for v in mean_ci95(acc)]
+        rows.append(row)
+        print(tag, row)
+    return rows
+
+
+def choose(rows: list[dict[str, Any]], key: str = "validation_20way1shot"
+           ) -> dict[str, Any]:
+    """The variant with the best validation score ``key`` and those whose
+    interval reaches its mean (no better than it, as far as the tasks resolve)."""
+    finished = [r for r in rows if r["iterations"] >= VARIANTS[r["tag"]].iterations]
+    if not finished:
+        raise ValueError("rows must hold at least one finished selection run")
+    best = max(finished, key=lambda r: r[key][0])
+    tied = [r["tag"] for r in finished if r is not best
+            and r[key][0] + r[key][1] >= best[key][0]]
+    return {"chosen": best["tag"], "by": key, "tied": tied}
+
+
+def selection_table(rows: list[dict[str, Any]], choice: dict[str, Any]) -> str:
+    out = ["| variant | what changes | iterations | validation 5-way 1-shot "
+           "| validation 20-way 1-shot |", "|---|---|---|---|---|"]
+    for r in rows:
+        cells = [f"{r[k][0]:.2f} ± {r[k][1]:.2f}"
+                 for k in ("validation_5way1shot", "validation_20way1shot")]
+        tag = f"**{r['tag']}**" if r["tag"] == choice["chosen"] else r["tag"]
+        out.append(f"| {tag} | {r['what']} | {r['iterations']:,} | " + " | ".join(cells)
+                   + " |")
+    tied = ", ".join(choice["tied"]) or "none"
+    out.append("")
+    by = choice["by"].replace("validation_", "validation ").replace("way1shot",
+                                                                   "-way 1-shot")
+    out.append(f"Chosen by {by} accuracy: **{choice['chosen']}**; "
+               f"within its interval: {tied}.")
+    return "\n".join(out)
 
 
 def promote(tag: str) -> None:
@@ -189,12 +278,27 @@ def main() -> None:
     m = sub.add_parser("promote", help="a run of the recipe from another seed becomes "
                                        "checkpoint siamese-omniglot-seed<S>")
     m.add_argument("tags", nargs="+", choices=list(VARIANTS))
+    t.add_argument("--selection", action="store_true",
+                   help="train on background-train (validation held out) under "
+                        "runs/siamese-<tag>-select, for the select command")
+    t.add_argument("--iterations", type=int,
+                   help="iterations (default: the variant's; fewer only to try the "
+                        "pipeline: select ignores unfinished runs)")
     sub.add_parser("ensemble", help="measure siamese-omniglot-ensemble and keep the result")
+    sub.add_parser("select", help="score the selection runs on the validation alphabets, "
+                                  "choose, and keep the table in RESULTS.md")
     args = p.parse_args()
     if args.command == "train":
         if args.threads:
             torch.set_num_threads(args.threads)
-        train(args.tags, args.device, args.max_minutes, args.resume)
+        train(args.tags, args.device, args.max_minutes, args.resume,
+              selection=args.selection, iterations=args.iterations)
+    elif args.command == "select":
+        rows = validation_scores()
+        choice = choose(rows)
+        record_metrics("siamese-omniglot", {"selection": {"rows": rows, **choice}})
+        _replace_block("siamese-selection", selection_table(rows, choice))
+        print(selection_table(rows, choice))
     elif args.command == "promote":
         torch.set_num_threads(1)
         for tag in args.tags:

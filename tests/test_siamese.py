@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -566,3 +567,37 @@ def test_ensemble_evaluate_record_says_why_it_cannot(capsys):
     assert main(["evaluate", "siamese-omniglot-ensemble", "--lake-runs",
                  "--record"]) == 2
     assert "siamese-omniglot-ensemble has none" in capsys.readouterr().err
+
+
+def _variants_script():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "siamese_variants.py"
+    spec = importlib.util.spec_from_file_location("siamese_variants", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_selection_trains_without_validation_and_chooses_on_it_only():
+    sv = _variants_script()
+    config = sv.config_of("v4", selection=True)
+    assert config["split"] == "background-train"
+    assert {k: v for k, v in config.items() if k != "split"} == {
+        k: v for k, v in sv.config_of("v4").items() if k != "split"}
+    assert sv.run_name("v4", True) == "siamese-v4-select"
+
+    def row(tag, five, twenty, iterations=10000):
+        return {"tag": tag, "what": tag, "iterations": iterations,
+                "validation_5way1shot": [five, 0.4],
+                "validation_20way1shot": [twenty, 0.3]}
+    rows = [row("v1", 99.0, 90.0), row("v4", 97.0, 92.0), row("v7", 97.5, 91.8),
+            row("v6", 96.0, 91.0), row("v2", 99.9, 99.9, iterations=50)]
+    # v2 is unfinished; v7's interval reaches v4's mean, v6's does not
+    assert sv.choose(rows) == {"chosen": "v4", "by": "validation_20way1shot",
+                               "tied": ["v7"]}
+    assert sv.choose(rows, "validation_5way1shot")["chosen"] == "v1"
+    table = sv.selection_table(rows, sv.choose(rows))
+    assert "| **v4** |" in table and "within its interval: v7." in table
+    with pytest.raises(ValueError, match="finished"):
+        sv.choose([row("v2", 1.0, 1.0, iterations=5)])
