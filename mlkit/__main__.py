@@ -293,7 +293,7 @@ def _parser(table: dict[str, Recipe]) -> argparse.ArgumentParser:
     e.add_argument(
         "--seed",
         type=_integer(0),
-        help="seed of the test tasks " "(default: 1)",
+        help="seed of the test tasks (default: 1)",
     )
     e.add_argument("--threads", type=_integer(1), help="torch CPU threads")
     e.add_argument(
@@ -357,27 +357,49 @@ def _explain_parser(sub: Any) -> None:
         description="Compute measurement MEASURE (CPU, one thread by "
         "default, seconds to minutes) and store it with this command in "
         "checkpoints/explanations/MEASURE.json, which chapter 6 loads. "
-        + " ".join(f"{name}: {_first_line(name)}"
-                   for name in sorted(MEASURES)),
+        + " ".join(
+            f"{name}: {_first_line(name)}" for name in sorted(MEASURES)
+        ),
         formatter_class=_Help,
     )
-    x.add_argument("measure", choices=sorted(MEASURES), metavar="MEASURE",
-                   help=f"one of {', '.join(sorted(MEASURES))}")
-    x.add_argument("--tasks", type=_integer(3), default=None,
-                   help="test tasks pooled (default: the measure's own)")
-    x.add_argument("--seed", type=_integer(0), default=None,
-                   help="seed of the first task (default: the measure's "
-                   "own)")
-    x.add_argument("--method", choices=("jackknife", "bootstrap"),
-                   default=None,
-                   help="interval over tasks: delete-one-task jackknife or "
-                   "percentile bootstrap")
-    x.add_argument("--boot", type=_integer(10), default=None,
-                   help="bootstrap resamples (with --method bootstrap)")
-    x.add_argument("--threads", type=_integer(1), default=1,
-                   help="torch threads")
-    x.add_argument("--out", help="directory to write to (default: "
-                   "checkpoints/explanations)")
+    x.add_argument(
+        "measure",
+        choices=sorted(MEASURES),
+        metavar="MEASURE",
+        help=f"one of {', '.join(sorted(MEASURES))}",
+    )
+    x.add_argument(
+        "--tasks",
+        type=_integer(3),
+        default=None,
+        help="test tasks pooled (default: the measure's own)",
+    )
+    x.add_argument(
+        "--seed",
+        type=_integer(0),
+        default=None,
+        help="seed of the first task (default: the measure's own)",
+    )
+    x.add_argument(
+        "--method",
+        choices=("jackknife", "bootstrap"),
+        default=None,
+        help="interval over tasks: delete-one-task jackknife or "
+        "percentile bootstrap",
+    )
+    x.add_argument(
+        "--boot",
+        type=_integer(10),
+        default=None,
+        help="bootstrap resamples (with --method bootstrap)",
+    )
+    x.add_argument(
+        "--threads", type=_integer(1), default=1, help="torch threads"
+    )
+    x.add_argument(
+        "--out",
+        help="directory to write to (default: checkpoints/explanations)",
+    )
 
 
 def _explain(args: argparse.Namespace, argv: list[str]) -> int:
@@ -389,14 +411,21 @@ def _explain(args: argparse.Namespace, argv: list[str]) -> int:
 
     torch.set_num_threads(args.threads)
     # Only the options given: each measure has its own defaults.
-    given = {"tasks": args.tasks, "method": args.method,
-             "n_boot": args.boot, "seed": args.seed}
+    given = {
+        "tasks": args.tasks,
+        "method": args.method,
+        "n_boot": args.boot,
+        "seed": args.seed,
+    }
     options = {k: v for k, v in given.items() if v is not None}
     result = measure.MEASURES[args.measure](
-        **options, progress=lambda text: print(text, flush=True))
-    path = measure.save(result, shlex.join(["python", "-m", "mlkit",
-                                            *argv]),
-                        None if args.out is None else args.out)
+        **options, progress=lambda text: print(text, flush=True)
+    )
+    path = measure.save(
+        result,
+        shlex.join(["python", "-m", "mlkit", *argv]),
+        None if args.out is None else args.out,
+    )
     print(f"wrote {path}")
     return 0
 

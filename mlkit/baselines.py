@@ -1,4 +1,5 @@
-r"""A non-meta-learned baseline: pretrain a network, then fine-tune it per task.
+r"""A non-meta-learned baseline: pretrain a network, then fine-tune it per
+task.
 
 Chen, Liu, Kira, Wang & Huang (2019), *A Closer Look at Few-shot
 Classification* ("Baseline"): train a feature extractor
@@ -35,15 +36,31 @@ import torch.nn.functional as F
 from torch import nn
 
 from .checkpoints import load_checkpoint, save_checkpoint
-from .data import (DRAWINGS, SPLITS, ClassPool, _check_choice, _check_count,
-                   _check_tensor, _merge_config, omniglot_classes)
+from .data import (
+    DRAWINGS,
+    SPLITS,
+    ClassPool,
+    _check_choice,
+    _check_count,
+    _check_tensor,
+    _merge_config,
+    omniglot_classes,
+)
 from .maml import compact_history
 from .nets import ConvNet
 from .siamese import halving_rate
 
-__all__ = ["PRETRAIN_CONFIG", "PRETRAINED_NAME", "FINETUNE_MODES",
-           "pretrain", "save_pretrained", "load_pretrained",
-           "episode_features", "fit_linear_head", "finetune_predict"]
+__all__ = [
+    "PRETRAIN_CONFIG",
+    "PRETRAINED_NAME",
+    "FINETUNE_MODES",
+    "pretrain",
+    "save_pretrained",
+    "load_pretrained",
+    "episode_features",
+    "fit_linear_head",
+    "finetune_predict",
+]
 
 PRETRAINED_NAME = "pretrained-omniglot"
 FINETUNE_MODES = ("head", "all")
@@ -53,7 +70,7 @@ PRETRAIN_CONFIG: dict[str, Any] = {
     # alphabet (the test characters) and from the 5 validation alphabets on
     # which the fine-tuning settings are chosen.
     "split": "background-train",
-    "rotations": True,   # each character under 4 quarter turns: 4 classes
+    "rotations": True,  # each character under 4 quarter turns: 4 classes
     "hidden": 64,
     "batch": 64,
     "lr": 1e-3,
@@ -68,8 +85,9 @@ def _check_config(config: Mapping[str, Any] | None) -> dict[str, Any]:
     cfg = _merge_config(config, PRETRAIN_CONFIG)
     _check_choice("split", cfg["split"], SPLITS)
     if not isinstance(cfg["rotations"], bool):
-        raise ValueError(f"rotations must be True or False, got "
-                         f"{cfg['rotations']!r}")
+        raise ValueError(
+            f"rotations must be True or False, got {cfg['rotations']!r}"
+        )
     for key, low in (("hidden", 1), ("batch", 2), ("lr_halvings", 0)):
         _check_count(key, cfg[key], low)
     _check_rate("lr", cfg["lr"])
@@ -77,60 +95,87 @@ def _check_config(config: Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 def _check_rate(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(
-            value, (int, float, np.integer, np.floating)) or not (
-            np.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a positive finite number, got "
-                         f"{value!r}")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float, np.integer, np.floating))
+        or not (np.isfinite(value) and value > 0)
+    ):
+        raise ValueError(
+            f"{name} must be a positive finite number, got {value!r}"
+        )
     return float(value)
 
 
 def _check_convnet(net: Any) -> ConvNet:
     if not isinstance(net, ConvNet):
-        raise ValueError(f"net must be a mlkit.nets.ConvNet (Finn et al.'s "
-                         f"architecture), got {type(net).__name__}")
+        raise ValueError(
+            f"net must be a mlkit.nets.ConvNet (Finn et al.'s "
+            f"architecture), got {type(net).__name__}"
+        )
     return net
 
 
 def _check_images(name: str, x: Any) -> torch.Tensor:
     _check_tensor(name, x)
     if x.dim() != 5 or min(x.shape) < 1 or not x.is_floating_point():
-        raise ValueError(f"{name} must be floating-point (tasks, n, 1, S, S)"
-                         f" with every size >= 1, got {tuple(x.shape)} "
-                         f"{x.dtype}")
+        raise ValueError(
+            f"{name} must be floating-point (tasks, n, 1, S, S)"
+            f" with every size >= 1, got {tuple(x.shape)} "
+            f"{x.dtype}"
+        )
     return x
 
 
-def _check_task_labels(name: str, y: Any, shape: tuple[int, ...],
-                       n_way: int) -> torch.Tensor:
+def _check_task_labels(
+    name: str, y: Any, shape: tuple[int, ...], n_way: int
+) -> torch.Tensor:
     _check_tensor(name, y)
-    if y.is_floating_point() or y.dtype == torch.bool or (
-            tuple(y.shape) != shape):
-        raise ValueError(f"{name} must be integer labels of shape {shape}, "
-                         f"got {tuple(y.shape)} {y.dtype}")
+    if (
+        y.is_floating_point()
+        or y.dtype == torch.bool
+        or (tuple(y.shape) != shape)
+    ):
+        raise ValueError(
+            f"{name} must be integer labels of shape {shape}, "
+            f"got {tuple(y.shape)} {y.dtype}"
+        )
     if int(y.min()) < 0 or int(y.max()) >= n_way:
-        raise ValueError(f"{name} must hold labels in [0, {n_way - 1}], got "
-                         f"[{int(y.min())}, {int(y.max())}]")
+        raise ValueError(
+            f"{name} must hold labels in [0, {n_way - 1}], got "
+            f"[{int(y.min())}, {int(y.max())}]"
+        )
     return y
 
 
-# ------------------------------------------------------------------ pretraining
+# ----------------------------------------------------------------- pretraining
 
 
-def _batch(pool: ClassPool, size: int, rng: np.random.Generator
-           ) -> tuple[torch.Tensor, torch.Tensor]:
+def _batch(
+    pool: ClassPool, size: int, rng: np.random.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     classes = rng.integers(len(pool), size=size)
     drawings = rng.integers(DRAWINGS, size=size)
-    x = np.stack([pool._drawings(int(c), np.array([d]))[0]
-                  for c, d in zip(classes, drawings)])
-    return (torch.from_numpy(np.ascontiguousarray(x))[:, None],
-            torch.from_numpy(classes))
+    x = np.stack(
+        [
+            pool._drawings(int(c), np.array([d]))[0]
+            for c, d in zip(classes, drawings)
+        ]
+    )
+    return (
+        torch.from_numpy(np.ascontiguousarray(x))[:, None],
+        torch.from_numpy(classes),
+    )
 
 
-def pretrain(iterations: int, *, config: Mapping[str, Any] | None = None,
-             seed: int = 0, time_limit_s: float | None = None,
-             progress: bool = True, pool: ClassPool | None = None
-             ) -> tuple[ConvNet, dict[str, Any]]:
+def pretrain(
+    iterations: int,
+    *,
+    config: Mapping[str, Any] | None = None,
+    seed: int = 0,
+    time_limit_s: float | None = None,
+    progress: bool = True,
+    pool: ClassPool | None = None,
+) -> tuple[ConvNet, dict[str, Any]]:
     """Train Finn's :class:`~mlkit.nets.ConvNet` to classify every class of
     ``config["split"]`` at once (cross-entropy, Adam), Chen et al.'s
     pretraining stage.
@@ -154,8 +199,9 @@ def pretrain(iterations: int, *, config: Mapping[str, Any] | None = None,
     if pool is None:
         pool = omniglot_classes(cfg["split"], rotations=cfg["rotations"])
     elif not isinstance(pool, ClassPool):
-        raise ValueError(f"pool must be None or a ClassPool, got "
-                         f"{type(pool).__name__}")
+        raise ValueError(
+            f"pool must be None or a ClassPool, got {type(pool).__name__}"
+        )
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     net = ConvNet(len(pool), hidden=cfg["hidden"])
@@ -164,18 +210,21 @@ def pretrain(iterations: int, *, config: Mapping[str, Any] | None = None,
     start, cpu_start = time.monotonic(), time.process_time()
     from tqdm.auto import tqdm
 
-    bar = tqdm(range(iterations), desc="pretrain", disable=not progress,
-               mininterval=5)
+    bar = tqdm(
+        range(iterations), desc="pretrain", disable=not progress, mininterval=5
+    )
     reached = iterations
     net.train()
     for it in bar:
         if time_limit_s is not None and (
-                time.process_time() - cpu_start > time_limit_s):
+            time.process_time() - cpu_start > time_limit_s
+        ):
             reached = it
             break
         for g in opt.param_groups:
-            g["lr"] = halving_rate(cfg["lr"], it, iterations,
-                                   cfg["lr_halvings"])
+            g["lr"] = halving_rate(
+                cfg["lr"], it, iterations, cfg["lr_halvings"]
+            )
         x, y = _batch(pool, cfg["batch"], rng)
         logits = net(x)
         loss = F.cross_entropy(logits, y)
@@ -185,7 +234,8 @@ def pretrain(iterations: int, *, config: Mapping[str, Any] | None = None,
         history["iteration"].append(it + 1)
         history["loss"].append(loss.item())
         history["accuracy"].append(
-            100.0 * float((logits.argmax(1) == y).float().mean()))
+            100.0 * float((logits.argmax(1) == y).float().mean())
+        )
     bar.close()
     history["iterations"] = reached
     history["wall_time_s"] = time.monotonic() - start
@@ -194,38 +244,59 @@ def pretrain(iterations: int, *, config: Mapping[str, Any] | None = None,
     return net, history
 
 
-def save_pretrained(net: ConvNet, history: Mapping[str, Any], *,
-                    config: Mapping[str, Any] | None = None, seed: int = 0,
-                    command: str, name: str = PRETRAINED_NAME,
-                    directory: Any = None) -> Any:
+def save_pretrained(
+    net: ConvNet,
+    history: Mapping[str, Any],
+    *,
+    config: Mapping[str, Any] | None = None,
+    seed: int = 0,
+    command: str,
+    name: str = PRETRAINED_NAME,
+    directory: Any = None,
+) -> Any:
     """Save the pretrained network as checkpoint ``name`` with its manifest
     entry (config with the class count, seed, steps, wall time, a compact
     loss and accuracy curve)."""
     _check_convnet(net)
     cfg = _check_config(config)
-    rows = [{"iteration": i, "loss": l, "accuracy": a} for i, l, a in zip(
-        history["iteration"], history["loss"], history["accuracy"])]
+    rows = [
+        {"iteration": i, "loss": l, "accuracy": a}
+        for i, l, a in zip(
+            history["iteration"], history["loss"], history["accuracy"]
+        )
+    ]
     return save_checkpoint(
-        name, net.state_dict(),
-        config={**cfg, "n_classes": int(net.head.out_features),
-                "architecture": "ConvNet (Finn et al. 2017)"},
-        command=command, seed=seed, iterations=int(history["iterations"]),
+        name,
+        net.state_dict(),
+        config={
+            **cfg,
+            "n_classes": int(net.head.out_features),
+            "architecture": "ConvNet (Finn et al. 2017)",
+        },
+        command=command,
+        seed=seed,
+        iterations=int(history["iterations"]),
         wall_time_s=float(history["wall_time_s"]),
-        metrics={"history": compact_history(rows, 100),
-                 "final_train_accuracy": float(np.mean(
-                     history["accuracy"][-200:])),
-                 "cpu_time_s": round(float(history.get(
-                     "cpu_time_s", history["wall_time_s"])), 1)},
-        directory=directory)
+        metrics={
+            "history": compact_history(rows, 100),
+            "final_train_accuracy": float(np.mean(history["accuracy"][-200:])),
+            "cpu_time_s": round(
+                float(history.get("cpu_time_s", history["wall_time_s"])), 1
+            ),
+        },
+        directory=directory,
+    )
 
 
-def load_pretrained(name: str = PRETRAINED_NAME, *, directory: Any = None
-                    ) -> tuple[ConvNet, dict[str, Any]]:
+def load_pretrained(
+    name: str = PRETRAINED_NAME, *, directory: Any = None
+) -> tuple[ConvNet, dict[str, Any]]:
     """The pretrained network of checkpoint ``name`` (sha256 checked) and its
     manifest entry (``directory``: default the book's ``checkpoints/``)."""
     if not isinstance(name, str):
-        raise ValueError(f"name must be a checkpoint name (a string), got "
-                         f"{name!r}")
+        raise ValueError(
+            f"name must be a checkpoint name (a string), got {name!r}"
+        )
     state, entry = load_checkpoint(name, directory)
     cfg = entry["config"]
     net = ConvNet(int(cfg["n_classes"]), hidden=int(cfg["hidden"]))
@@ -233,7 +304,7 @@ def load_pretrained(name: str = PRETRAINED_NAME, *, directory: Any = None
     return net, entry
 
 
-# ------------------------------------------------------------------ fine-tuning
+# ----------------------------------------------------------------- fine-tuning
 
 
 def episode_features(net: ConvNet, x: torch.Tensor) -> torch.Tensor:
@@ -246,10 +317,15 @@ def episode_features(net: ConvNet, x: torch.Tensor) -> torch.Tensor:
         return torch.stack([net.features(x[t]) for t in range(x.shape[0])])
 
 
-def fit_linear_head(support: torch.Tensor, support_y: torch.Tensor,
-                    n_way: int, *, steps: int = 100, lr: float = 0.01,
-                    weight_decay: float = 0.0
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
+def fit_linear_head(
+    support: torch.Tensor,
+    support_y: torch.Tensor,
+    n_way: int,
+    *,
+    steps: int = 100,
+    lr: float = 0.01,
+    weight_decay: float = 0.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
     r"""A new linear head per task on frozen features, Chen et al.'s
     Baseline: ``steps`` full-batch Adam steps on the mean cross-entropy of
     ``softmax(W z + b)`` plus ``weight_decay * |W|^2``, from ``W = 0``.
@@ -260,19 +336,27 @@ def fit_linear_head(support: torch.Tensor, support_y: torch.Tensor,
     n_way)``.
     """
     _check_tensor("support", support)
-    if support.dim() != 3 or min(support.shape) < 1 or (
-            not support.is_floating_point()):
-        raise ValueError(f"support must be floating-point (tasks, n, D), got "
-                         f"{tuple(support.shape)} {support.dtype}")
+    if (
+        support.dim() != 3
+        or min(support.shape) < 1
+        or (not support.is_floating_point())
+    ):
+        raise ValueError(
+            f"support must be floating-point (tasks, n, D), got "
+            f"{tuple(support.shape)} {support.dtype}"
+        )
     n_way = _check_count("n_way", n_way, 2)
-    _check_task_labels("support_y", support_y, tuple(support.shape[:2]),
-                       n_way)
+    _check_task_labels("support_y", support_y, tuple(support.shape[:2]), n_way)
     steps = _check_count("steps", steps)
     lr = _check_rate("lr", lr)
-    if isinstance(weight_decay, bool) or not isinstance(
-            weight_decay, (int, float)) or not (0 <= weight_decay < np.inf):
-        raise ValueError(f"weight_decay must be a number >= 0, got "
-                         f"{weight_decay!r}")
+    if (
+        isinstance(weight_decay, bool)
+        or not isinstance(weight_decay, (int, float))
+        or not (0 <= weight_decay < np.inf)
+    ):
+        raise ValueError(
+            f"weight_decay must be a number >= 0, got {weight_decay!r}"
+        )
     z = support.detach()
     t, _, d = z.shape
     w = torch.zeros(t, d, n_way, dtype=z.dtype, requires_grad=True)
@@ -281,8 +365,12 @@ def fit_linear_head(support: torch.Tensor, support_y: torch.Tensor,
     with torch.enable_grad():
         for _ in range(steps):
             logits = torch.bmm(z, w) + b[:, None, :]
-            loss = F.cross_entropy(logits.reshape(-1, n_way),
-                                   support_y.reshape(-1).long()) * t
+            loss = (
+                F.cross_entropy(
+                    logits.reshape(-1, n_way), support_y.reshape(-1).long()
+                )
+                * t
+            )
             if weight_decay:
                 loss = loss + weight_decay * w.pow(2).sum()
             opt.zero_grad()
@@ -291,9 +379,15 @@ def fit_linear_head(support: torch.Tensor, support_y: torch.Tensor,
     return w.detach(), b.detach()
 
 
-def _finetune_all(net: ConvNet, sx: torch.Tensor, sy: torch.Tensor,
-                  qx: torch.Tensor, n_way: int, steps: int, lr: float
-                  ) -> torch.Tensor:
+def _finetune_all(
+    net: ConvNet,
+    sx: torch.Tensor,
+    sy: torch.Tensor,
+    qx: torch.Tensor,
+    n_way: int,
+    steps: int,
+    lr: float,
+) -> torch.Tensor:
     import copy
 
     model = copy.deepcopy(net)
@@ -311,11 +405,18 @@ def _finetune_all(net: ConvNet, sx: torch.Tensor, sy: torch.Tensor,
         return model(qx)
 
 
-def finetune_predict(net: ConvNet, support_x: torch.Tensor,
-                     support_y: torch.Tensor, query_x: torch.Tensor,
-                     n_way: int, *, mode: str = "head", steps: int = 100,
-                     lr: float = 0.01, weight_decay: float = 0.0
-                     ) -> torch.Tensor:
+def finetune_predict(
+    net: ConvNet,
+    support_x: torch.Tensor,
+    support_y: torch.Tensor,
+    query_x: torch.Tensor,
+    n_way: int,
+    *,
+    mode: str = "head",
+    steps: int = 100,
+    lr: float = 0.01,
+    weight_decay: float = 0.0,
+) -> torch.Tensor:
     """Query logits ``(T, m, n_way)`` of the pretrained ``net`` fine-tuned on
     each task's support set (``support_x (T, n, 1, S, S)``, ``support_y
     (T, n)``, ``query_x (T, m, 1, S, S)``).
@@ -331,27 +432,41 @@ def finetune_predict(net: ConvNet, support_x: torch.Tensor,
     _check_images("support_x", support_x)
     _check_images("query_x", query_x)
     n_way = _check_count("n_way", n_way, 2)
-    _check_task_labels("support_y", support_y, tuple(support_x.shape[:2]),
-                       n_way)
+    _check_task_labels(
+        "support_y", support_y, tuple(support_x.shape[:2]), n_way
+    )
     if query_x.shape[0] != support_x.shape[0] or (
-            query_x.shape[2:] != support_x.shape[2:]):
-        raise ValueError(f"query_x must hold as many tasks as support_x "
-                         f"({support_x.shape[0]}) of the same image shape "
-                         f"{tuple(support_x.shape[2:])}, got "
-                         f"{tuple(query_x.shape)}")
+        query_x.shape[2:] != support_x.shape[2:]
+    ):
+        raise ValueError(
+            f"query_x must hold as many tasks as support_x "
+            f"({support_x.shape[0]}) of the same image shape "
+            f"{tuple(support_x.shape[2:])}, got "
+            f"{tuple(query_x.shape)}"
+        )
     if mode == "head":
-        w, b = fit_linear_head(episode_features(net, support_x), support_y,
-                               n_way, steps=steps, lr=lr,
-                               weight_decay=weight_decay)
+        w, b = fit_linear_head(
+            episode_features(net, support_x),
+            support_y,
+            n_way,
+            steps=steps,
+            lr=lr,
+            weight_decay=weight_decay,
+        )
         return torch.bmm(episode_features(net, query_x), w) + b[:, None, :]
     steps = _check_count("steps", steps)
     lr = _check_rate("lr", lr)
-    return torch.stack([
-        _finetune_all(net, support_x[t], support_y[t], query_x[t], n_way,
-                      steps, lr) for t in range(support_x.shape[0])])
+    return torch.stack(
+        [
+            _finetune_all(
+                net, support_x[t], support_y[t], query_x[t], n_way, steps, lr
+            )
+            for t in range(support_x.shape[0])
+        ]
+    )
 
 
-# ------------------------------------------------------------------ command line
+# ---------------------------------------------------------------- command line
 
 PRETRAIN_ITERATIONS = 6000
 
@@ -359,26 +474,37 @@ PRETRAIN_ITERATIONS = 6000
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m mlkit.baselines [--iterations N] [--max-minutes M]``:
     pretrain and save checkpoint ``pretrained-omniglot``."""
-    p = argparse.ArgumentParser(prog="python -m mlkit.baselines",
-                                description=main.__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="python -m mlkit.baselines",
+        description=main.__doc__.splitlines()[0],
+    )
     p.add_argument("--iterations", type=int, default=PRETRAIN_ITERATIONS)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-minutes", type=float, default=None,
-                   help="stop after this many minutes of CPU time")
+    p.add_argument(
+        "--max-minutes",
+        type=float,
+        default=None,
+        help="stop after this many minutes of CPU time",
+    )
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(sys.argv[1:] if argv is None else list(argv))
     torch.set_num_threads(args.threads)
     limit = None if args.max_minutes is None else 60.0 * args.max_minutes
-    net, history = pretrain(args.iterations, seed=args.seed,
-                            time_limit_s=limit)
+    net, history = pretrain(
+        args.iterations, seed=args.seed, time_limit_s=limit
+    )
     command = "python -m mlkit.baselines " + " ".join(
-        sys.argv[1:] if argv is None else list(argv))
-    path = save_pretrained(net, history, seed=args.seed,
-                           command=command.strip())
-    print(f"saved {path}: {history['iterations']} steps in "
-          f"{history['wall_time_s']:.0f} s ({history['cpu_time_s']:.0f} s "
-          f"of CPU time), training accuracy "
-          f"{np.mean(history['accuracy'][-200:]):.1f}% (last 200 steps)")
+        sys.argv[1:] if argv is None else list(argv)
+    )
+    path = save_pretrained(
+        net, history, seed=args.seed, command=command.strip()
+    )
+    print(
+        f"saved {path}: {history['iterations']} steps in "
+        f"{history['wall_time_s']:.0f} s ({history['cpu_time_s']:.0f} s "
+        f"of CPU time), training accuracy "
+        f"{np.mean(history['accuracy'][-200:]):.1f}% (last 200 steps)"
+    )
     return 0
 
 

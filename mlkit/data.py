@@ -88,13 +88,14 @@ FETCH_COMMAND = "python -m mlkit data fetch"
 # ---------------------------------------------------------------------------
 
 
-def _check_count(name: str, value: int, minimum: int = 1,
-                 maximum: int | None = None) -> int:
-    allowed = (f">= {minimum}" if maximum is None
-               else f"in [{minimum}, {maximum}]")
+def _check_count(
+    name: str, value: int, minimum: int = 1, maximum: int | None = None
+) -> int:
+    allowed = (
+        f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+    )
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name} must be an integer {allowed}, "
-                         f"got {value!r}")
+        raise ValueError(f"{name} must be an integer {allowed}, got {value!r}")
     if value < minimum or (maximum is not None and value > maximum):
         raise ValueError(f"{name} must be {allowed}, got {value}")
     return int(value)
@@ -102,25 +103,32 @@ def _check_count(name: str, value: int, minimum: int = 1,
 
 def _check_tensor(name: str, value: object, min_dim: int = 0) -> torch.Tensor:
     if not isinstance(value, torch.Tensor):
-        raise ValueError(f"{name} must be a torch.Tensor, got "
-                         f"{type(value).__name__}")
+        raise ValueError(
+            f"{name} must be a torch.Tensor, got {type(value).__name__}"
+        )
     if value.dim() < min_dim:
-        raise ValueError(f"{name} must have at least {min_dim} dimension(s), "
-                         f"got shape {tuple(value.shape)}")
+        raise ValueError(
+            f"{name} must have at least {min_dim} dimension(s), "
+            f"got shape {tuple(value.shape)}"
+        )
     return value
 
 
-def _merge_config(config: Mapping[str, Any] | None,
-                  defaults: Mapping[str, Any]) -> dict[str, Any]:
+def _merge_config(
+    config: Mapping[str, Any] | None, defaults: Mapping[str, Any]
+) -> dict[str, Any]:
     """``defaults`` updated with ``config``; a ``ValueError`` names any key
     ``defaults`` does not have (the training functions' shared first check)."""
     if config is not None and not isinstance(config, Mapping):
-        raise ValueError(f"config must be None or a dict, got "
-                         f"{type(config).__name__}")
+        raise ValueError(
+            f"config must be None or a dict, got {type(config).__name__}"
+        )
     unknown = sorted(set(config or {}) - set(defaults))
     if unknown:
-        raise ValueError(f"config holds unknown keys {unknown}; allowed: "
-                         f"{sorted(defaults)}")
+        raise ValueError(
+            f"config holds unknown keys {unknown}; allowed: "
+            f"{sorted(defaults)}"
+        )
     return {**defaults, **(config or {})}
 
 
@@ -132,8 +140,9 @@ def _check_flag(name: str, value: bool) -> bool:
 
 def _check_choice(name: str, value: str, allowed: Sequence[str]) -> str:
     if not isinstance(value, str) or value not in allowed:
-        raise ValueError(f"{name} must be one of {list(allowed)}, "
-                         f"got {value!r}")
+        raise ValueError(
+            f"{name} must be one of {list(allowed)}, got {value!r}"
+        )
     return value
 
 
@@ -141,14 +150,17 @@ def _check_size(size: int | None) -> int | None:
     return None if size is None else _check_count("size", size, 4, FULL_SIZE)
 
 
-def _generator(seed: int | np.random.Generator | None,
-               name: str = "seed") -> np.random.Generator:
+def _generator(
+    seed: int | np.random.Generator | None, name: str = "seed"
+) -> np.random.Generator:
     if isinstance(seed, np.random.Generator):
         return seed
     if seed is not None and not isinstance(seed, np.random.SeedSequence):
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-            raise ValueError(f"{name} must be an integer >= 0, a numpy "
-                             f"Generator or None, got {seed!r}")
+            raise ValueError(
+                f"{name} must be an integer >= 0, a numpy "
+                f"Generator or None, got {seed!r}"
+            )
         _check_count(name, seed, 0)
     return np.random.default_rng(seed)
 
@@ -185,15 +197,26 @@ class SinusoidTasks:
         """The ``i``-th task (0..len-1) as a batch of one."""
         i = _check_count("i", i, 0, len(self) - 1)
         s = slice(i, i + 1)
-        return SinusoidTasks(*(t[s] for t in (
-            self.support_x, self.support_y, self.query_x, self.query_y,
-            self.amplitude, self.phase)))
+        return SinusoidTasks(
+            *(
+                t[s]
+                for t in (
+                    self.support_x,
+                    self.support_y,
+                    self.query_x,
+                    self.query_y,
+                    self.amplitude,
+                    self.phase,
+                )
+            )
+        )
 
     def curve(self, x: torch.Tensor) -> torch.Tensor:
         """The true functions at ``x`` (shape ``(points,)``):
         ``(tasks, points)``."""
-        return (self.amplitude[:, None]
-                * torch.sin(x[None, :] - self.phase[:, None]))
+        return self.amplitude[:, None] * torch.sin(
+            x[None, :] - self.phase[:, None]
+        )
 
 
 def sample_sinusoid_tasks(
@@ -211,8 +234,7 @@ def sample_sinusoid_tasks(
     """
     n_tasks = _check_count("n_tasks", n_tasks)
     k_shot = _check_count("k_shot", k_shot)
-    n_query = (k_shot if n_query is None
-               else _check_count("n_query", n_query))
+    n_query = k_shot if n_query is None else _check_count("n_query", n_query)
     rng = _generator(seed)
     amp = rng.uniform(*SINUSOID_AMPLITUDE, size=n_tasks)
     phase = rng.uniform(*SINUSOID_PHASE, size=n_tasks)
@@ -223,9 +245,12 @@ def sample_sinusoid_tasks(
         return torch.as_tensor(a, dtype=torch.float32)
 
     return SinusoidTasks(
-        support_x=t(xs[:, :k_shot]), support_y=t(ys[:, :k_shot]),
-        query_x=t(xs[:, k_shot:]), query_y=t(ys[:, k_shot:]),
-        amplitude=t(amp), phase=t(phase),
+        support_x=t(xs[:, :k_shot]),
+        support_y=t(ys[:, :k_shot]),
+        query_x=t(xs[:, k_shot:]),
+        query_y=t(ys[:, k_shot:]),
+        amplitude=t(amp),
+        phase=t(phase),
     )
 
 
@@ -247,8 +272,9 @@ class DataCorruptError(ValueError):
     content). The message names the file and says what to do."""
 
 
-_UPSTREAM = ("https://raw.githubusercontent.com/brendenlake/omniglot/"
-             "master/python/")
+_UPSTREAM = (
+    "https://raw.githubusercontent.com/brendenlake/omniglot/master/python/"
+)
 OMNIGLOT_URLS = {
     "background": _UPSTREAM + "images_background.zip",
     "evaluation": _UPSTREAM + "images_evaluation.zip",
@@ -258,8 +284,9 @@ OMNIGLOT_MD5 = {  # as torchvision checks them
     "evaluation": "6b91aef0f799c5bb55b94e3f2daec811",
 }
 LAKE_RUNS_URL = _UPSTREAM + "one-shot-classification/all_runs.zip"
-LAKE_RUNS_SHA256 = ("437c1eeab0af8484112e1b4cc0f3d541"
-                    "ec727f7c47b9b202da738af9dfd6c325")
+LAKE_RUNS_SHA256 = (
+    "437c1eeab0af8484112e1b4cc0f3d541ec727f7c47b9b202da738af9dfd6c325"
+)
 
 _N_CHARS = {"background": 964, "evaluation": 659}
 _FIRST_ID = {"background": 1, "evaluation": 965}
@@ -307,30 +334,59 @@ DATA_NEEDS: dict[str, str] = {
 # Sizes and digests of the npz copies and all_runs.zip measured on the
 # verified copies (their sha256 as in the data README); of the official
 # archives only the md5 is known.
-DATA_FILES: dict[str, DataFile] = {f.name: f for f in (
-    DataFile("images_background.npz", "background",
-             "compact copy of the background alphabets (boolean arrays)",
-             None, "042c0a3e1688c4f4dc9d7213db63ee80",
-             "8bf84167413cd00beacdce3fe582f780"
-             "ab538d8dbef043a6d688f2527bbce199", 3340794),
-    DataFile("images_background.zip", "background",
-             "official archive of the background alphabets (PNG files)",
-             OMNIGLOT_URLS["background"], OMNIGLOT_MD5["background"],
-             None, None),
-    DataFile("images_evaluation.npz", "evaluation",
-             "compact copy of the evaluation alphabets (boolean arrays)",
-             None, "a6277b6770b9241c6906fa797456e652",
-             "0b84c7ffd94c4841c0040e529c86a82e"
-             "aaccb986d8eadad5673f7991b7475276", 2415269),
-    DataFile("images_evaluation.zip", "evaluation",
-             "official archive of the evaluation alphabets (PNG files)",
-             OMNIGLOT_URLS["evaluation"], OMNIGLOT_MD5["evaluation"],
-             None, None),
-    DataFile("all_runs.zip", "lake-runs",
-             "official 20 runs of 20-way within-alphabet one-shot "
-             "classification", LAKE_RUNS_URL,
-             "e8996daecdf12afeeb4a53a179f06b19", LAKE_RUNS_SHA256, 352787),
-)}
+DATA_FILES: dict[str, DataFile] = {
+    f.name: f
+    for f in (
+        DataFile(
+            "images_background.npz",
+            "background",
+            "compact copy of the background alphabets (boolean arrays)",
+            None,
+            "042c0a3e1688c4f4dc9d7213db63ee80",
+            "8bf84167413cd00beacdce3fe582f780"
+            "ab538d8dbef043a6d688f2527bbce199",
+            3340794,
+        ),
+        DataFile(
+            "images_background.zip",
+            "background",
+            "official archive of the background alphabets (PNG files)",
+            OMNIGLOT_URLS["background"],
+            OMNIGLOT_MD5["background"],
+            None,
+            None,
+        ),
+        DataFile(
+            "images_evaluation.npz",
+            "evaluation",
+            "compact copy of the evaluation alphabets (boolean arrays)",
+            None,
+            "a6277b6770b9241c6906fa797456e652",
+            "0b84c7ffd94c4841c0040e529c86a82e"
+            "aaccb986d8eadad5673f7991b7475276",
+            2415269,
+        ),
+        DataFile(
+            "images_evaluation.zip",
+            "evaluation",
+            "official archive of the evaluation alphabets (PNG files)",
+            OMNIGLOT_URLS["evaluation"],
+            OMNIGLOT_MD5["evaluation"],
+            None,
+            None,
+        ),
+        DataFile(
+            "all_runs.zip",
+            "lake-runs",
+            "official 20 runs of 20-way within-alphabet one-shot "
+            "classification",
+            LAKE_RUNS_URL,
+            "e8996daecdf12afeeb4a53a179f06b19",
+            LAKE_RUNS_SHA256,
+            352787,
+        ),
+    )
+}
 
 
 def _files_of(need: str) -> list[DataFile]:
@@ -342,8 +398,10 @@ def data_root(root: str | os.PathLike | None = None) -> Path:
     ``~/.cache/mlkit``."""
     if root is not None:
         if not isinstance(root, (str, os.PathLike)) or str(root) == "":
-            raise ValueError(f"root must be a folder path (str or Path) or "
-                             f"None, got {root!r}")
+            raise ValueError(
+                f"root must be a folder path (str or Path) or "
+                f"None, got {root!r}"
+            )
         return Path(root).expanduser()
     env = os.environ.get("MLKIT_DATA")
     if env:
@@ -390,7 +448,8 @@ def _verify(path: Path, entry: DataFile) -> None:
         raise DataCorruptError(
             f"{path} is corrupt: {entry.algorithm} {got}, expected "
             f"{entry.digest}.\nDelete it and run `{FETCH_COMMAND}`, or put "
-            f"a good copy there.")
+            f"a good copy there."
+        )
 
 
 def _verify_if_known(path: Path, verify: bool) -> None:
@@ -414,8 +473,9 @@ def _cause(e: BaseException) -> str:
     return f"{type(e).__name__}: {e}"
 
 
-def _missing_error(folder: Path, need: str,
-                   cause: str | None = None) -> DataMissingError:
+def _missing_error(
+    folder: Path, need: str, cause: str | None = None
+) -> DataMissingError:
     files = _files_of(need)
     names = " or ".join(f.name for f in files)
     urls = ", ".join(f"{f.name} from {f.url}" for f in files if f.url)
@@ -423,7 +483,8 @@ def _missing_error(folder: Path, need: str,
     return DataMissingError(
         f"{DATA_NEEDS[need]}: no {names} in {folder}{failed}.\n"
         f"Run `{FETCH_COMMAND}`, or put {names} there ({urls}), or set "
-        f"MLKIT_DATA to a folder whose omniglot/ holds them.")
+        f"MLKIT_DATA to a folder whose omniglot/ holds them."
+    )
 
 
 def _options(need: str) -> list[dict[str, Any]]:
@@ -439,16 +500,14 @@ def _row_message(row: dict[str, Any]) -> str:
         return f"{need}: CORRUPT, {row['problem']}"
     lines = [f"{need}: MISSING, put one of these in {row['folder']}:"]
     for f in row["options"]:
-        digest = (f"sha256 {f['sha256']}" if f["sha256"]
-                  else f"md5 {f['md5']}")
+        digest = f"sha256 {f['sha256']}" if f["sha256"] else f"md5 {f['md5']}"
         size = f", {f['size']} bytes" if f["size"] else ""
         where = f["url"] or "not downloadable"
         lines.append(f"  {f['name']}: {where} ({digest}{size})")
     return "\n".join(lines)
 
 
-def check_data(root: str | os.PathLike | None = None
-               ) -> list[dict[str, Any]]:
+def check_data(root: str | os.PathLike | None = None) -> list[dict[str, Any]]:
     """Which of the files the book needs are present and sound.
 
     One row per need of :data:`DATA_NEEDS`, in that order, as a dict:
@@ -466,9 +525,15 @@ def check_data(root: str | os.PathLike | None = None
     rows = []
     for need, what in DATA_NEEDS.items():
         row: dict[str, Any] = {
-            "need": need, "what": what, "folder": str(folder),
-            "status": "missing", "present": False, "verified": False,
-            "file": None, "path": None, "problem": None,
+            "need": need,
+            "what": what,
+            "folder": str(folder),
+            "status": "missing",
+            "present": False,
+            "verified": False,
+            "file": None,
+            "path": None,
+            "problem": None,
             "options": _options(need),
         }
         for entry in _files_of(need):
@@ -481,8 +546,10 @@ def check_data(root: str | os.PathLike | None = None
             except DataCorruptError as e:
                 row.update(status="corrupt", problem=str(e))
             except OSError as e:
-                row.update(status="corrupt",
-                           problem=f"{path} is unreadable: {_cause(e)}")
+                row.update(
+                    status="corrupt",
+                    problem=f"{path} is unreadable: {_cause(e)}",
+                )
             else:
                 row.update(status="verified", verified=True, options=[])
             break
@@ -491,8 +558,9 @@ def check_data(root: str | os.PathLike | None = None
     return rows
 
 
-def fetch_data(root: str | os.PathLike | None = None, *,
-               progress: bool = True) -> list[Path]:
+def fetch_data(
+    root: str | os.PathLike | None = None, *, progress: bool = True
+) -> list[Path]:
     """Download the official archives of every need that is missing.
 
     Each download is written atomically into ``<root>/omniglot`` and
@@ -517,9 +585,15 @@ def fetch_data(root: str | os.PathLike | None = None, *,
             failed.append((entry, offline))
             continue
         try:
-            fetched.append(download_file(
-                entry.url, folder / entry.name, md5=entry.md5,
-                sha256=entry.sha256, progress=progress))
+            fetched.append(
+                download_file(
+                    entry.url,
+                    folder / entry.name,
+                    md5=entry.md5,
+                    sha256=entry.sha256,
+                    progress=progress,
+                )
+            )
         except (urllib.error.HTTPError, DataCorruptError) as e:
             failed.append((entry, _cause(e)))
         except (urllib.error.URLError, TimeoutError) as e:
@@ -531,11 +605,17 @@ def fetch_data(root: str | os.PathLike | None = None, *,
     if failed:
         lines = [f"could not download into {folder}:"]
         lines += [f"  {f.name} from {f.url} ({why})" for f, why in failed]
-        compact = [g.name for f, _ in failed for g in _files_of(f.need)
-                   if g.url is None]
+        compact = [
+            g.name
+            for f, _ in failed
+            for g in _files_of(f.need)
+            if g.url is None
+        ]
         alt = f" (or {', '.join(compact)})" if compact else ""
-        lines.append(f"Put them{alt} there yourself, or set MLKIT_DATA to "
-                     f"a folder whose omniglot/ holds them.")
+        lines.append(
+            f"Put them{alt} there yourself, or set MLKIT_DATA to "
+            f"a folder whose omniglot/ holds them."
+        )
         lines += [f"Also: {p.splitlines()[0]}" for p in corrupt]
         raise DataMissingError("\n".join(lines))
     if corrupt:
@@ -575,15 +655,25 @@ def _remove_dirs(created: list[Path]) -> None:
 def _check_digest_arg(name: str, value: str | None, length: int) -> None:
     if value is None:
         return
-    if (not isinstance(value, str) or len(value) != length
-            or not re.fullmatch(r"[0-9a-fA-F]+", value)):
-        raise ValueError(f"{name} must be None or {length} hex digits, "
-                         f"got {value!r}")
+    if (
+        not isinstance(value, str)
+        or len(value) != length
+        or not re.fullmatch(r"[0-9a-fA-F]+", value)
+    ):
+        raise ValueError(
+            f"{name} must be None or {length} hex digits, got {value!r}"
+        )
 
 
-def download_file(url: str, dest: str | os.PathLike, *,
-                  md5: str | None = None, sha256: str | None = None,
-                  timeout: float = 60.0, progress: bool = True) -> Path:
+def download_file(
+    url: str,
+    dest: str | os.PathLike,
+    *,
+    md5: str | None = None,
+    sha256: str | None = None,
+    timeout: float = 60.0,
+    progress: bool = True,
+) -> Path:
     """Fetch ``url`` to ``dest`` atomically and check its digest.
 
     The bytes go to a temporary file in the same folder, are checked, and
@@ -599,25 +689,38 @@ def download_file(url: str, dest: str | os.PathLike, *,
         raise ValueError(f"dest must be a file path, got {dest!r}")
     _check_digest_arg("md5", md5, 32)
     _check_digest_arg("sha256", sha256, 64)
-    if (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
-            or not timeout > 0 or not math.isfinite(timeout)):
-        raise ValueError(f"timeout must be a number of seconds > 0, "
-                         f"got {timeout!r}")
+    if (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, (int, float))
+        or not timeout > 0
+        or not math.isfinite(timeout)
+    ):
+        raise ValueError(
+            f"timeout must be a number of seconds > 0, got {timeout!r}"
+        )
     progress = _check_flag("progress", progress)
     dest = Path(dest)
     created = _make_dirs(dest.parent)
     tmp: str | None = None
     try:
-        fd, tmp = tempfile.mkstemp(prefix=dest.name + ".", suffix=".part",
-                                   dir=dest.parent)
-        with os.fdopen(fd, "wb") as out, \
-                urllib.request.urlopen(url, timeout=timeout) as resp:
+        fd, tmp = tempfile.mkstemp(
+            prefix=dest.name + ".", suffix=".part", dir=dest.parent
+        )
+        with (
+            os.fdopen(fd, "wb") as out,
+            urllib.request.urlopen(url, timeout=timeout) as resp,
+        ):
             total = int(resp.headers.get("Content-Length") or 0) or None
             from tqdm.auto import tqdm
 
             hide = not progress or (total is not None and total < (1 << 20))
-            with tqdm(total=total, unit="B", unit_scale=True,
-                      desc=dest.name, disable=hide) as bar:
+            with tqdm(
+                total=total,
+                unit="B",
+                unit_scale=True,
+                desc=dest.name,
+                disable=hide,
+            ) as bar:
                 for block in iter(lambda: resp.read(1 << 16), b""):
                     out.write(block)
                     bar.update(len(block))
@@ -627,7 +730,8 @@ def download_file(url: str, dest: str | os.PathLike, *,
                 if got != expected.lower():
                     raise DataCorruptError(
                         f"download of {url} is corrupt: {algorithm} {got}, "
-                        f"expected {expected}; nothing was kept")
+                        f"expected {expected}; nothing was kept"
+                    )
         os.replace(tmp, dest)
         tmp = None
     except BaseException:
@@ -645,32 +749,56 @@ def download_file(url: str, dest: str | os.PathLike, *,
 # Official character-id ranges of the 50 alphabets (data README,
 # "Alphabets by character id").
 ALPHABETS: tuple[tuple[str, int, int], ...] = (
-    ("Arcadian", 1, 26), ("Armenian", 27, 67),
-    ("Asomtavruli (Georgian)", 68, 107), ("Balinese", 108, 131),
+    ("Arcadian", 1, 26),
+    ("Armenian", 27, 67),
+    ("Asomtavruli (Georgian)", 68, 107),
+    ("Balinese", 108, 131),
     ("Bengali", 132, 177),
     ("Blackfoot (Canadian Aboriginal Syllabics)", 178, 191),
-    ("Braille", 192, 217), ("Cyrillic", 218, 250),
-    ("Early Aramaic", 251, 272), ("Syriac (Estrangelo)", 273, 295),
-    ("Anglo-Saxon Futhorc", 296, 324), ("Futurama", 325, 350),
-    ("Grantha", 351, 393), ("Greek", 394, 417), ("Gujarati", 418, 465),
-    ("Hebrew", 466, 487), ("Japanese (hiragana)", 488, 539),
+    ("Braille", 192, 217),
+    ("Cyrillic", 218, 250),
+    ("Early Aramaic", 251, 272),
+    ("Syriac (Estrangelo)", 273, 295),
+    ("Anglo-Saxon Futhorc", 296, 324),
+    ("Futurama", 325, 350),
+    ("Grantha", 351, 393),
+    ("Greek", 394, 417),
+    ("Gujarati", 418, 465),
+    ("Hebrew", 466, 487),
+    ("Japanese (hiragana)", 488, 539),
     ("Inuktitut (Canadian Aboriginal Syllabics)", 540, 555),
-    ("Malay (Jawi - Arabic)", 556, 595), ("Japanese (katakana)", 596, 642),
-    ("Korean", 643, 682), ("Latin", 683, 708),
-    ("Alphabet of the Magi", 709, 728), ("Mkhedruli (Georgian)", 729, 769),
-    ("Burmese (Myanmar)", 770, 803), ("N_Ko", 804, 836),
+    ("Malay (Jawi - Arabic)", 556, 595),
+    ("Japanese (katakana)", 596, 642),
+    ("Korean", 643, 682),
+    ("Latin", 683, 708),
+    ("Alphabet of the Magi", 709, 728),
+    ("Mkhedruli (Georgian)", 729, 769),
+    ("Burmese (Myanmar)", 770, 803),
+    ("N_Ko", 804, 836),
     ("Ojibwe (Canadian Aboriginal Syllabics)", 837, 850),
-    ("Sanskrit", 851, 892), ("Tagalog", 893, 909), ("Tifinagh", 910, 964),
-    ("Angelic", 965, 984), ("Atemayar Qelisayer", 985, 1010),
-    ("Atlantean", 1011, 1036), ("Aurek-Besh", 1037, 1062),
-    ("Avesta", 1063, 1088), ("Ge_ez", 1089, 1114),
-    ("Glagolitic", 1115, 1159), ("Gurmukhi", 1160, 1204),
-    ("Kannada", 1205, 1245), ("Keble", 1246, 1271),
-    ("Malayalam", 1272, 1318), ("Manipuri", 1319, 1358),
+    ("Sanskrit", 851, 892),
+    ("Tagalog", 893, 909),
+    ("Tifinagh", 910, 964),
+    ("Angelic", 965, 984),
+    ("Atemayar Qelisayer", 985, 1010),
+    ("Atlantean", 1011, 1036),
+    ("Aurek-Besh", 1037, 1062),
+    ("Avesta", 1063, 1088),
+    ("Ge_ez", 1089, 1114),
+    ("Glagolitic", 1115, 1159),
+    ("Gurmukhi", 1160, 1204),
+    ("Kannada", 1205, 1245),
+    ("Keble", 1246, 1271),
+    ("Malayalam", 1272, 1318),
+    ("Manipuri", 1319, 1358),
     ("Mongolian", 1359, 1388),
-    ("Old Church Slavonic (Cyrillic)", 1389, 1433), ("Oriya", 1434, 1479),
-    ("Syriac (Serto)", 1480, 1502), ("Sylheti", 1503, 1530),
-    ("Tengwar", 1531, 1555), ("Tibetan", 1556, 1597), ("ULOG", 1598, 1623),
+    ("Old Church Slavonic (Cyrillic)", 1389, 1433),
+    ("Oriya", 1434, 1479),
+    ("Syriac (Serto)", 1480, 1502),
+    ("Sylheti", 1503, 1530),
+    ("Tengwar", 1531, 1555),
+    ("Tibetan", 1556, 1597),
+    ("ULOG", 1598, 1623),
 )
 _ALPHABET_STARTS = np.array([a[1] for a in ALPHABETS])
 N_CHARACTERS = 1623
@@ -689,12 +817,21 @@ def alphabet_of(char_id: int) -> str:
 
 _ID_RE = re.compile(r"(\d{4})_(\d{2})\.png$")
 # What a damaged archive or image raises while being read.
-_READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError,
-                KeyError, ValueError, IndexError, AttributeError)
+_READ_ERRORS = (
+    zipfile.BadZipFile,
+    zlib.error,
+    EOFError,
+    OSError,
+    KeyError,
+    ValueError,
+    IndexError,
+    AttributeError,
+)
 
 
-def read_omniglot_zip(path: str | os.PathLike, *, verify: bool = True
-                      ) -> tuple[np.ndarray, np.ndarray]:
+def read_omniglot_zip(
+    path: str | os.PathLike, *, verify: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
     """Parse an official Omniglot archive
     (``images_*/<Alphabet>/characterNN/<id>_<k>.png``).
 
@@ -730,15 +867,18 @@ def read_omniglot_zip(path: str | os.PathLike, *, verify: bool = True
     except _READ_ERRORS as e:
         raise DataCorruptError(
             f"{path} is not a valid Omniglot archive ({_cause(e)}); "
-            f"delete it and run `{FETCH_COMMAND}`") from None
+            f"delete it and run `{FETCH_COMMAND}`"
+        ) from None
     if not found:
         raise DataCorruptError(f"{path} holds no Omniglot images")
     ids = np.array(sorted(found))
     images = np.ones((len(ids), DRAWINGS, FULL_SIZE, FULL_SIZE), dtype=bool)
     for row, cid in enumerate(ids):
         if sorted(found[cid]) != list(range(1, DRAWINGS + 1)):
-            raise DataCorruptError(f"{path}: character {cid:04d} lacks "
-                                   f"some of its 20 drawings")
+            raise DataCorruptError(
+                f"{path}: character {cid:04d} lacks "
+                f"some of its 20 drawings"
+            )
         for k, img in found[cid].items():
             images[row, k - 1] = img
     return images, ids
@@ -746,8 +886,9 @@ def read_omniglot_zip(path: str | os.PathLike, *, verify: bool = True
 
 def _atomic_savez(path: Path, **arrays: np.ndarray) -> None:
     try:
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".part",
-                                   dir=path.parent)
+        fd, tmp = tempfile.mkstemp(
+            prefix=path.name + ".", suffix=".part", dir=path.parent
+        )
     except OSError:  # a read-only data folder: simply do not cache
         return
     try:
@@ -772,12 +913,14 @@ def _read_npz(path: Path, subset: str) -> np.ndarray:
     except _READ_ERRORS + (TypeError,) as e:
         raise DataCorruptError(
             f"{path} is not a readable Omniglot npz ({_cause(e)}); delete it "
-            f"and run `{FETCH_COMMAND}`") from None
+            f"and run `{FETCH_COMMAND}`"
+        ) from None
     if images.shape != _subset_shape(subset) or images.dtype != bool:
         raise DataCorruptError(
             f"{path} has shape {images.shape} and dtype {images.dtype}; "
             f"expected {_subset_shape(subset)} bool. Delete it and run "
-            f"`{FETCH_COMMAND}`")
+            f"`{FETCH_COMMAND}`"
+        )
     return images
 
 
@@ -792,9 +935,11 @@ def _read_official_zip(path: Path, subset: str) -> np.ndarray:
     if cache.is_file():
         try:
             with np.load(cache) as d:
-                if (str(d["source_md5"]) == md5
-                        and d["images"].shape == _subset_shape(subset)
-                        and d["images"].dtype == bool):
+                if (
+                    str(d["source_md5"]) == md5
+                    and d["images"].shape == _subset_shape(subset)
+                    and d["images"].dtype == bool
+                ):
                     return d["images"]
         except _READ_ERRORS + (TypeError,):
             pass  # a damaged cache is simply rebuilt
@@ -804,28 +949,36 @@ def _read_official_zip(path: Path, subset: str) -> np.ndarray:
         raise DataCorruptError(
             f"{path} holds {len(ids)} characters; expected {n} (ids "
             f"{first}..{first + n - 1}). Delete it and run "
-            f"`{FETCH_COMMAND}`")
+            f"`{FETCH_COMMAND}`"
+        )
     # Parsing 19,280 PNGs takes a while: keep the result beside the archive
     # (tagged with the archive's md5, so that it follows the archive).
-    _atomic_savez(cache, images=images, source_md5=np.array(md5),
-                  labels=np.repeat(np.arange(n)[:, None], DRAWINGS, 1))
+    _atomic_savez(
+        cache,
+        images=images,
+        source_md5=np.array(md5),
+        labels=np.repeat(np.arange(n)[:, None], DRAWINGS, 1),
+    )
     return images
 
 
 @lru_cache(maxsize=4)
-def _read_raw(subset: str, path: str, size: int, mtime_ns: int
-              ) -> np.ndarray:
+def _read_raw(subset: str, path: str, size: int, mtime_ns: int) -> np.ndarray:
     # size and mtime_ns are part of the cache key only: a changed file is
     # read again.
     p = Path(path)
-    images = (_read_npz(p, subset) if p.suffix == ".npz"
-              else _read_official_zip(p, subset))
+    images = (
+        _read_npz(p, subset)
+        if p.suffix == ".npz"
+        else _read_official_zip(p, subset)
+    )
     images.flags.writeable = False  # shared between callers by the cache
     return images
 
 
-def _subset_file(subset: str, folder: Path, download: bool,
-                 verify: bool) -> Path:
+def _subset_file(
+    subset: str, folder: Path, download: bool, verify: bool
+) -> Path:
     """The file that provides ``subset`` (downloaded if allowed),
     checked."""
     for entry in _files_of(subset):
@@ -838,37 +991,41 @@ def _subset_file(subset: str, folder: Path, download: bool,
         raise _missing_error(folder, subset, None)
     entry = next(f for f in _files_of(subset) if f.url)
     try:
-        download_file(entry.url, folder / entry.name, md5=entry.md5,
-                      sha256=entry.sha256)
+        download_file(
+            entry.url, folder / entry.name, md5=entry.md5, sha256=entry.sha256
+        )
     except OSError as e:
         raise _missing_error(folder, subset, _cause(e)) from None
     return folder / entry.name
 
 
-def _raw_images(subset: str, folder: Path, download: bool,
-                verify: bool) -> np.ndarray:
+def _raw_images(
+    subset: str, folder: Path, download: bool, verify: bool
+) -> np.ndarray:
     path = _subset_file(subset, folder, download, verify)
     return _read_raw(subset, *_file_key(path))
 
 
-def _resize(images: np.ndarray, size: int | None, chunk: int = 4096
-            ) -> np.ndarray:
+def _resize(
+    images: np.ndarray, size: int | None, chunk: int = 4096
+) -> np.ndarray:
     """Boolean ``(..., 105, 105)`` background-True images -> float32 with
     ink 1.0."""
     flat = images.reshape(-1, FULL_SIZE, FULL_SIZE)
     side = FULL_SIZE if size is None else size
     out = np.empty((len(flat), side, side), np.float32)
     for i in range(0, len(flat), chunk):  # keeps the float copy small
-        ink = torch.from_numpy(~flat[i:i + chunk]).to(torch.float32)[:, None]
+        ink = torch.from_numpy(~flat[i : i + chunk]).to(torch.float32)[:, None]
         if side != FULL_SIZE:
             ink = F.interpolate(ink, size=(side, side), mode="area")
-        out[i:i + chunk] = ink[:, 0].numpy()
+        out[i : i + chunk] = ink[:, 0].numpy()
     return out.reshape(*images.shape[:-2], side, side)
 
 
 @lru_cache(maxsize=8)
-def _load_resized(subset: str, path: str, fsize: int, mtime_ns: int,
-                  size: int | None) -> np.ndarray:
+def _load_resized(
+    subset: str, path: str, fsize: int, mtime_ns: int, size: int | None
+) -> np.ndarray:
     out = _resize(_read_raw(subset, path, fsize, mtime_ns), size)
     out.flags.writeable = False  # shared between callers through the cache
     return out
@@ -904,9 +1061,14 @@ def load_omniglot(
     return _load_resized(subset, *_file_key(path), size), ids
 
 
-def character_images(char_id: int, *, root: str | os.PathLike | None = None,
-                     size: int | None = None, download: bool = True,
-                     verify: bool = True) -> np.ndarray:
+def character_images(
+    char_id: int,
+    *,
+    root: str | os.PathLike | None = None,
+    size: int | None = None,
+    download: bool = True,
+    verify: bool = True,
+) -> np.ndarray:
     """The 20 drawings of one character (official id 1..1623),
     ``(20, S, S)``.
 
@@ -918,10 +1080,10 @@ def character_images(char_id: int, *, root: str | os.PathLike | None = None,
     size = _check_size(size)
     download = _check_flag("download", download)
     verify = _check_flag("verify", verify)
-    subset = ("background" if char_id < _FIRST_ID["evaluation"]
-              else "evaluation")
-    raw = _raw_images(subset, omniglot_dir(root).resolve(), download,
-                      verify)
+    subset = (
+        "background" if char_id < _FIRST_ID["evaluation"] else "evaluation"
+    )
+    raw = _raw_images(subset, omniglot_dir(root).resolve(), download, verify)
     return _resize(raw[char_id - _FIRST_ID[subset]], size)
 
 
@@ -930,8 +1092,7 @@ def character_images(char_id: int, *, root: str | os.PathLike | None = None,
 # ---------------------------------------------------------------------------
 
 
-def _check_drawings(which: Sequence[int] | np.ndarray, n: int
-                    ) -> np.ndarray:
+def _check_drawings(which: Sequence[int] | np.ndarray, n: int) -> np.ndarray:
     try:
         idx = np.asarray(which)
     except ValueError:
@@ -939,9 +1100,11 @@ def _check_drawings(which: Sequence[int] | np.ndarray, n: int
     if idx.size == 0 and idx.dtype.kind == "f":
         idx = idx.astype(np.intp)
     if idx.dtype.kind not in "iu" or (
-            idx.size and (idx.min() < 0 or idx.max() >= n)):
-        raise ValueError(f"which must be drawing indices in [0, {n - 1}], "
-                         f"got {which!r}")
+        idx.size and (idx.min() < 0 or idx.max() >= n)
+    ):
+        raise ValueError(
+            f"which must be drawing indices in [0, {n - 1}], got {which!r}"
+        )
     return idx
 
 
@@ -977,13 +1140,15 @@ class ClassPool:
         cls = _check_count("cls", cls, 0, len(self) - 1)
         return alphabet_of(int(self.char_ids[self.char_index[cls]]))
 
-    def drawings(self, cls: int, which: Sequence[int] | np.ndarray
-                 ) -> np.ndarray:
+    def drawings(
+        self, cls: int, which: Sequence[int] | np.ndarray
+    ) -> np.ndarray:
         """Drawings ``which`` (0..19) of class ``cls`` (0..n_classes-1),
         rotated: ``(len(which), S, S)``."""
         cls = _check_count("cls", cls, 0, len(self) - 1)
-        return self._drawings(cls, _check_drawings(which,
-                                                   self.images.shape[1]))
+        return self._drawings(
+            cls, _check_drawings(which, self.images.shape[1])
+        )
 
     def _drawings(self, cls: int, which: np.ndarray) -> np.ndarray:
         imgs = self.images[self.char_index[cls], which]
@@ -991,8 +1156,14 @@ class ClassPool:
         return np.rot90(imgs, k=k, axes=(-2, -1)) if k else imgs
 
 
-SPLITS = ("background", "evaluation", "finn-train", "finn-test",
-          "background-train", "validation")
+SPLITS = (
+    "background",
+    "evaluation",
+    "finn-train",
+    "finn-test",
+    "background-train",
+    "validation",
+)
 FINN_TRAIN_CHARACTERS = 1200
 
 # Five of the 30 background alphabets held out for model selection: the
@@ -1000,14 +1171,16 @@ FINN_TRAIN_CHARACTERS = 1200
 # alphabets in ALPHABETS order (indices 2, 10, 11, 21, 26), fixed here by
 # name. 135 characters; "background-train" keeps the other 25 (829).
 VALIDATION_ALPHABETS = (
-    "Asomtavruli (Georgian)", "Anglo-Saxon Futhorc", "Futurama", "Latin",
+    "Asomtavruli (Georgian)",
+    "Anglo-Saxon Futhorc",
+    "Futurama",
+    "Latin",
     "Ojibwe (Canadian Aboriginal Syllabics)",
 )
 
 
 def _alphabet_ids(names: Sequence[str]) -> np.ndarray:
-    ranges = [np.arange(a, b + 1) for name, a, b in ALPHABETS
-              if name in names]
+    ranges = [np.arange(a, b + 1) for name, a, b in ALPHABETS if name in names]
     return np.concatenate(ranges)
 
 
@@ -1025,8 +1198,11 @@ def split_char_ids(split: str, seed: int = 0) -> np.ndarray:
         return np.arange(first, first + _N_CHARS[split], dtype=np.int64)
     if split in ("finn-train", "finn-test"):
         order = np.random.default_rng(seed).permutation(N_CHARACTERS)
-        keep = (order[:FINN_TRAIN_CHARACTERS] if split == "finn-train"
-                else order[FINN_TRAIN_CHARACTERS:])
+        keep = (
+            order[:FINN_TRAIN_CHARACTERS]
+            if split == "finn-train"
+            else order[FINN_TRAIN_CHARACTERS:]
+        )
         return np.sort(keep).astype(np.int64) + 1
     held_out = _alphabet_ids(VALIDATION_ALPHABETS).astype(np.int64)
     if split == "validation":
@@ -1037,8 +1213,11 @@ def split_char_ids(split: str, seed: int = 0) -> np.ndarray:
 
 def shared_characters(split_a: str, split_b: str, *, seed: int = 0) -> int:
     """How many characters two splits (both drawn with ``seed``) share."""
-    return len(np.intersect1d(split_char_ids(split_a, seed),
-                              split_char_ids(split_b, seed)))
+    return len(
+        np.intersect1d(
+            split_char_ids(split_a, seed), split_char_ids(split_b, seed)
+        )
+    )
 
 
 def omniglot_classes(
@@ -1082,7 +1261,9 @@ def omniglot_classes(
     turns = 4 if (rot_default if rotations is None else rotations) else 1
     n = len(ids)
     return ClassPool(
-        name=split, images=images, char_ids=ids,
+        name=split,
+        images=images,
+        char_ids=ids,
         char_index=np.tile(np.arange(n), turns),
         rotation=np.repeat(np.arange(turns), n),
     )
@@ -1115,9 +1296,13 @@ class Episode:
         return int(self.classes.shape[-1])
 
 
-def _episode_arrays(pool: ClassPool, n_way: int, k_shot: int,
-                    q_queries: int, rng: np.random.Generator
-                    ) -> tuple[np.ndarray, ...]:
+def _episode_arrays(
+    pool: ClassPool,
+    n_way: int,
+    k_shot: int,
+    q_queries: int,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, ...]:
     classes = rng.choice(len(pool), size=n_way, replace=False)
     s = pool.image_size
     sx = np.empty((n_way, k_shot, s, s), np.float32)
@@ -1128,15 +1313,17 @@ def _episode_arrays(pool: ClassPool, n_way: int, k_shot: int,
         sx[j], qx[j] = imgs[:k_shot], imgs[k_shot:]
     sy = np.repeat(np.arange(n_way), k_shot)
     qy = np.repeat(np.arange(n_way), q_queries)
-    return (sx.reshape(-1, 1, s, s), sy, qx.reshape(-1, 1, s, s), qy,
-            classes)
+    return (sx.reshape(-1, 1, s, s), sy, qx.reshape(-1, 1, s, s), qy, classes)
 
 
-def _check_episode_args(pool: ClassPool, n_way: int, k_shot: int,
-                        q_queries: int) -> None:
+def _check_episode_args(
+    pool: ClassPool, n_way: int, k_shot: int, q_queries: int
+) -> None:
     if not isinstance(pool, ClassPool):
-        raise ValueError(f"pool must be a ClassPool (see omniglot_classes), "
-                         f"got {type(pool).__name__}")
+        raise ValueError(
+            f"pool must be a ClassPool (see omniglot_classes), "
+            f"got {type(pool).__name__}"
+        )
     _check_count("n_way", n_way, 1, len(pool))
     _check_count("k_shot", k_shot, 1, DRAWINGS - 1)
     _check_count("q_queries", q_queries, 0, DRAWINGS - k_shot)
@@ -1157,10 +1344,16 @@ def sample_episode(
     remapped to 0..n_way-1 in the order drawn.
     """
     _check_episode_args(pool, n_way, k_shot, q_queries)
-    sx, sy, qx, qy, classes = _episode_arrays(pool, n_way, k_shot,
-                                              q_queries, _generator(seed))
-    return Episode(torch.from_numpy(sx), torch.from_numpy(sy),
-                   torch.from_numpy(qx), torch.from_numpy(qy), classes)
+    sx, sy, qx, qy, classes = _episode_arrays(
+        pool, n_way, k_shot, q_queries, _generator(seed)
+    )
+    return Episode(
+        torch.from_numpy(sx),
+        torch.from_numpy(sy),
+        torch.from_numpy(qx),
+        torch.from_numpy(qy),
+        classes,
+    )
 
 
 class EpisodeSampler:
@@ -1171,9 +1364,15 @@ class EpisodeSampler:
     arguments and ``seed`` yield the same episodes.
     """
 
-    def __init__(self, pool: ClassPool, n_way: int, k_shot: int,
-                 q_queries: int, *,
-                 seed: int | np.random.Generator | None = 0) -> None:
+    def __init__(
+        self,
+        pool: ClassPool,
+        n_way: int,
+        k_shot: int,
+        q_queries: int,
+        *,
+        seed: int | np.random.Generator | None = 0,
+    ) -> None:
         _check_episode_args(pool, n_way, k_shot, q_queries)
         self.pool, self.n_way = pool, int(n_way)
         self.k_shot, self.q_queries = int(k_shot), int(q_queries)
@@ -1185,21 +1384,30 @@ class EpisodeSampler:
 
     def episode(self) -> Episode:
         """The next episode."""
-        return sample_episode(self.pool, self.n_way, self.k_shot,
-                              self.q_queries, seed=self.rng)
+        return sample_episode(
+            self.pool, self.n_way, self.k_shot, self.q_queries, seed=self.rng
+        )
 
     def batch(self, n_tasks: int) -> Episode:
         """The next ``n_tasks`` episodes, stacked along a new first axis."""
         n_tasks = _check_count("n_tasks", n_tasks)
-        parts = [_episode_arrays(self.pool, self.n_way, self.k_shot,
-                                 self.q_queries, self.rng)
-                 for _ in range(n_tasks)]
+        parts = [
+            _episode_arrays(
+                self.pool, self.n_way, self.k_shot, self.q_queries, self.rng
+            )
+            for _ in range(n_tasks)
+        ]
 
         def stack(i: int) -> torch.Tensor:
             return torch.from_numpy(np.stack([p[i] for p in parts]))
 
-        return Episode(stack(0), stack(1), stack(2), stack(3),
-                       np.stack([p[4] for p in parts]))
+        return Episode(
+            stack(0),
+            stack(1),
+            stack(2),
+            stack(3),
+            np.stack([p[4] for p in parts]),
+        )
 
 
 # ---------------------------------------------------------------------------
@@ -1215,6 +1423,7 @@ def _read_lake_runs(path: Path) -> list[tuple[np.ndarray, ...]]:
 
     runs = []
     with zipfile.ZipFile(path) as z:
+
         def img(name: str) -> np.ndarray:
             with Image.open(io.BytesIO(z.read(name))) as im:
                 out = np.asarray(im.convert("1"), dtype=bool)
@@ -1224,20 +1433,27 @@ def _read_lake_runs(path: Path) -> list[tuple[np.ndarray, ...]]:
 
         for r in range(1, 21):
             base = f"run{r:02d}/"
-            support = np.stack([img(f"{base}training/class{j:02d}.png")
-                                for j in range(1, 21)])
+            support = np.stack(
+                [img(f"{base}training/class{j:02d}.png") for j in range(1, 21)]
+            )
             text = z.read(base + "class_labels.txt").decode()
-            pairs = [line.split() for line in text.splitlines()
-                     if line.strip()]
+            pairs = [
+                line.split() for line in text.splitlines() if line.strip()
+            ]
             if len(pairs) != 20 or any(len(p) != 2 for p in pairs):
-                raise ValueError(f"{base}class_labels.txt does not hold 20 "
-                                 f"'item class' lines")
+                raise ValueError(
+                    f"{base}class_labels.txt does not hold 20 "
+                    f"'item class' lines"
+                )
             query = np.stack([img(p[0]) for p in pairs])
-            labels = np.array([int(_CLASS_RE.search(p[1]).group(1)) - 1
-                               for p in pairs])
+            labels = np.array(
+                [int(_CLASS_RE.search(p[1]).group(1)) - 1 for p in pairs]
+            )
             if labels.min() < 0 or labels.max() > 19:
-                raise ValueError(f"{base}class_labels.txt names a class "
-                                 f"outside class01..class20")
+                raise ValueError(
+                    f"{base}class_labels.txt names a class "
+                    f"outside class01..class20"
+                )
             runs.append((support, query, labels))
     return runs
 
@@ -1270,8 +1486,7 @@ def load_lake_runs(
         if not download:
             raise _missing_error(folder, entry.need, None)
         try:
-            download_file(entry.url, path, md5=entry.md5,
-                          sha256=entry.sha256)
+            download_file(entry.url, path, md5=entry.md5, sha256=entry.sha256)
         except OSError as e:
             raise _missing_error(folder, entry.need, _cause(e)) from None
     elif verify:
@@ -1281,11 +1496,18 @@ def load_lake_runs(
     except _READ_ERRORS as e:
         raise DataCorruptError(
             f"{path} is not a valid all_runs.zip ({_cause(e)}); delete it "
-            f"and run `{FETCH_COMMAND}`") from None
+            f"and run `{FETCH_COMMAND}`"
+        ) from None
     runs = []
     for support, query, labels in raw:
         sx, qx = _resize(support, size), _resize(query, size)
-        runs.append(Episode(torch.from_numpy(sx[:, None]), torch.arange(20),
-                            torch.from_numpy(qx[:, None]),
-                            torch.from_numpy(labels), np.arange(20)))
+        runs.append(
+            Episode(
+                torch.from_numpy(sx[:, None]),
+                torch.arange(20),
+                torch.from_numpy(qx[:, None]),
+                torch.from_numpy(labels),
+                np.arange(20),
+            )
+        )
     return runs
