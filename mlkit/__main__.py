@@ -24,7 +24,12 @@ from typing import Any, Callable, NoReturn
 
 __all__ = ["Recipe", "recipes", "main", "main_exit"]
 
-_LEARNER_MODULES = ("mlkit.maml", "mlkit.siamese", "mlkit.protonet")
+_LEARNER_MODULES = (
+    "mlkit.maml",
+    "mlkit.siamese",
+    "mlkit.protonet",
+    "mlkit.baselines",
+)
 PROG = "python -m mlkit"
 
 # The flags each subcommand has, by argparse dest; a recipe names the ones

@@ -175,6 +175,7 @@ def pretrain(
     time_limit_s: float | None = None,
     progress: bool = True,
     pool: ClassPool | None = None,
+    device: str = "cpu",
 ) -> tuple[ConvNet, dict[str, Any]]:
     """Train Finn's :class:`~mlkit.nets.ConvNet` to classify every class of
     ``config["split"]`` at once (cross-entropy, Adam), Chen et al.'s
@@ -185,7 +186,8 @@ def pretrain(
     Stops early when this process has used ``time_limit_s`` seconds of CPU
     time (on one thread, the time it would take on an idle core; a shared
     machine stretches the wall time, not this). ``pool`` replaces
-    the split's classes (for tests). Returns ``(net, history)``; the history
+    the split's classes (for tests); ``device`` is where the steps run (the
+    network comes back on the CPU). Returns ``(net, history)``; the history
     holds ``loss`` and ``accuracy`` (training batch, percent) per step, the
     steps reached and the wall time.
     """
@@ -204,7 +206,7 @@ def pretrain(
         )
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    net = ConvNet(len(pool), hidden=cfg["hidden"])
+    net = ConvNet(len(pool), hidden=cfg["hidden"]).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg["lr"])
     history: dict[str, Any] = {"iteration": [], "loss": [], "accuracy": []}
     start, cpu_start = time.monotonic(), time.process_time()
@@ -226,6 +228,7 @@ def pretrain(
                 cfg["lr"], it, iterations, cfg["lr_halvings"]
             )
         x, y = _batch(pool, cfg["batch"], rng)
+        x, y = x.to(device), y.to(device)
         logits = net(x)
         loss = F.cross_entropy(logits, y)
         opt.zero_grad()
@@ -241,7 +244,7 @@ def pretrain(
     history["wall_time_s"] = time.monotonic() - start
     history["cpu_time_s"] = time.process_time() - cpu_start
     history["classes"] = len(pool)
-    return net, history
+    return net.cpu(), history
 
 
 def save_pretrained(
@@ -469,43 +472,143 @@ def finetune_predict(
 # ---------------------------------------------------------------- command line
 
 PRETRAIN_ITERATIONS = 6000
+# the head-only fine-tuning settings when no choice on validation is stored
+# (python -m mlkit.compare stores one in checkpoints/head_to_head.json)
+FINETUNE_DEFAULTS = {"lr": 0.003, "steps": 50}
+
+
+def finetune_settings() -> dict[str, Any]:
+    """The head-only fine-tuning rate and step count chosen on the validation
+    alphabets by :func:`mlkit.compare.choose_finetune_settings`, as stored
+    with the head-to-head comparison; :data:`FINETUNE_DEFAULTS` (that
+    choice) when the comparison has not been stored."""
+    from .compare import RESULT_PATH, load_result
+
+    if RESULT_PATH.exists():
+        chosen = load_result().get("finetune_selection") or {}
+        if "lr" in chosen and "steps" in chosen:
+            return {"lr": float(chosen["lr"]), "steps": int(chosen["steps"]),
+                    "chosen_on": chosen.get("split", "validation")}
+    return {**FINETUNE_DEFAULTS, "chosen_on": "validation"}
+
+
+def _train_cli(args: argparse.Namespace) -> None:
+    """``python -m mlkit train pretrained-omniglot``: pretrain into
+    ``runs/pretrained-omniglot/`` (``--promote`` copies it to checkpoints/)."""
+    from .checkpoints import run_dir
+
+    if getattr(args, "threads", None) is None:
+        torch.set_num_threads(1)  # a small network: one thread is the faster
+    folder = run_dir(PRETRAINED_NAME)
+    if args.resume:
+        raise ValueError(
+            f"--resume is not used by {PRETRAINED_NAME}: pretraining takes "
+            f"minutes and starts again (delete {folder} first)"
+        )
+    if (folder / f"{PRETRAINED_NAME}.pt").exists():
+        # never start over a run's work silently
+        raise ValueError(
+            f"run {folder} exists: promote it with --promote, or delete "
+            f"that folder to start again"
+        )
+    limit = None if args.max_minutes is None else 60.0 * args.max_minutes
+    net, history = pretrain(
+        args.iterations or PRETRAIN_ITERATIONS, seed=args.seed,
+        time_limit_s=limit, device=args.device)
+    command = f"python -m mlkit train {PRETRAINED_NAME}"
+    if args.iterations:
+        command += f" --iterations {args.iterations}"
+    if args.max_minutes is not None:
+        command += f" --max-minutes {args.max_minutes:g}"
+    if args.seed:
+        command += f" --seed {args.seed}"
+    if args.device != "cpu":
+        command += f" --device {args.device}"
+    save_pretrained(net, history, seed=args.seed, command=command,
+                    directory=folder)
+    print(
+        f"{PRETRAINED_NAME}: {history['iterations']} steps in "
+        f"{history['wall_time_s']:.0f} s ({history['cpu_time_s']:.0f} s of "
+        f"CPU time), training accuracy "
+        f"{np.mean(history['accuracy'][-200:]):.1f}% (last 200 steps)"
+    )
+
+
+def _evaluate_cli(args: argparse.Namespace) -> dict[str, Any]:
+    """``python -m mlkit evaluate pretrained-omniglot``: N-way K-shot tasks
+    of the test split, 15 queries per class (fewer when K > 5), a new linear
+    head fitted on each support set with the settings chosen on validation
+    (:func:`finetune_settings`); the query set is one batch (BatchNorm uses
+    its statistics, as in the head-to-head comparison)."""
+    from .data import DRAWINGS, EpisodeSampler
+    from .stats import mean_ci95
+
+    if getattr(args, "threads", None) is None:
+        torch.set_num_threads(1)
+    net, _ = load_pretrained()
+    n_way, k_shot = args.ways or 5, args.shots or 1
+    if k_shot >= DRAWINGS:
+        raise ValueError(
+            f"--shots must be below {DRAWINGS} (an Omniglot character has "
+            f"{DRAWINGS} drawings, some kept as queries), got {k_shot}"
+        )
+    split = args.split or "evaluation"
+    queries = min(15, DRAWINGS - k_shot)
+    chosen = finetune_settings()
+    sampler = EpisodeSampler(
+        omniglot_classes(split, rotations=False), n_way, k_shot, queries,
+        seed=np.random.default_rng(args.seed))
+    from tqdm.auto import tqdm
+
+    scores = []
+    left = args.tasks
+    with tqdm(total=args.tasks, desc=f"evaluate {PRETRAINED_NAME}",
+              mininterval=1.0) as bar:
+        while left:
+            ep = sampler.batch(min(50, left))
+            logits = finetune_predict(
+                net, ep.support_x, ep.support_y, ep.query_x, n_way,
+                steps=chosen["steps"], lr=chosen["lr"])
+            hits = (logits.argmax(-1) == ep.query_y).float().mean(1)
+            scores.extend((100.0 * hits).tolist())
+            left -= len(hits)
+            bar.update(len(hits))
+    mean, ci = mean_ci95(scores)
+    q25, median, q75 = (float(v) for v in np.percentile(scores, [25, 50, 75]))
+    return {
+        "metric": "accuracy", "mean": mean, "ci95": ci, "median": median,
+        "iqr": [q25, q75], "tasks": len(scores),
+        "settings": {"split": split, "n_way": n_way, "k_shot": k_shot,
+                     "queries_per_class": queries, "seed": args.seed,
+                     "finetune": chosen},
+    }
+
+
+def _recipes() -> dict[str, Any]:
+    from .__main__ import Recipe
+
+    return {PRETRAINED_NAME: Recipe(
+        PRETRAINED_NAME,
+        "baseline: Finn's ConvNet pretrained to classify the background-train "
+        "characters, a new linear head fitted per task (Chen et al. 2019)",
+        _train_cli, _evaluate_cli,
+        evaluate_flags=frozenset(
+            {"tasks", "ways", "shots", "split", "seed", "allow_seen"}),
+        train_flags=frozenset({"iterations", "seed", "max_minutes", "device"}),
+        trained_on="background-train", test_split="evaluation")}
+
+
+RECIPES = _recipes()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m mlkit.baselines [--iterations N] [--max-minutes M]``:
-    pretrain and save checkpoint ``pretrained-omniglot``."""
-    p = argparse.ArgumentParser(
-        prog="python -m mlkit.baselines",
-        description=main.__doc__.splitlines()[0],
-    )
-    p.add_argument("--iterations", type=int, default=PRETRAIN_ITERATIONS)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--max-minutes",
-        type=float,
-        default=None,
-        help="stop after this many minutes of CPU time",
-    )
-    p.add_argument("--threads", type=int, default=1)
-    args = p.parse_args(sys.argv[1:] if argv is None else list(argv))
-    torch.set_num_threads(args.threads)
-    limit = None if args.max_minutes is None else 60.0 * args.max_minutes
-    net, history = pretrain(
-        args.iterations, seed=args.seed, time_limit_s=limit
-    )
-    command = "python -m mlkit.baselines " + " ".join(
-        sys.argv[1:] if argv is None else list(argv)
-    )
-    path = save_pretrained(
-        net, history, seed=args.seed, command=command.strip()
-    )
-    print(
-        f"saved {path}: {history['iterations']} steps in "
-        f"{history['wall_time_s']:.0f} s ({history['cpu_time_s']:.0f} s "
-        f"of CPU time), training accuracy "
-        f"{np.mean(history['accuracy'][-200:]):.1f}% (last 200 steps)"
-    )
-    return 0
+    """``python -m mlkit.baselines [--iterations N] [--max-minutes M]``: the
+    same as ``python -m mlkit train pretrained-omniglot`` (kept for the
+    commands already recorded)."""
+    from .__main__ import main as cli
+
+    args = sys.argv[1:] if argv is None else list(argv)
+    return cli(["train", PRETRAINED_NAME, *args])
 
 
 if __name__ == "__main__":

@@ -255,3 +255,29 @@ def test_a_recipe_without_a_checkpoint_says_how_to_train_it(capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "has no checkpoint yet" in err
     assert "train maml-omniglot-5w1s-background --promote" in err
+
+
+@pytest.mark.skipif(not _have_omniglot(), reason="no Omniglot copy: set MLKIT_DATA")
+def test_the_pretrained_baseline_is_a_recipe_like_the_others(folders, capsys):
+    ck, runs = folders
+    before = _digests(ck)
+    assert main(["train", "pretrained-omniglot", "--iterations", "2"]) == 0
+    assert _digests(ck) == before
+    assert (runs / "pretrained-omniglot" / "pretrained-omniglot.pt").exists()
+    # no state to resume from: a second start or --resume is refused
+    assert main(["train", "pretrained-omniglot", "--iterations", "2"]) == 2
+    assert "--promote" in capsys.readouterr().err
+    assert main(["train", "pretrained-omniglot", "--resume"]) == 2
+    assert main(["train", "pretrained-omniglot", "--promote"]) == 0
+    entry = json.loads((ck / "MANIFEST.json").read_text())["pretrained-omniglot"]
+    assert entry["iterations"] == 2
+    assert entry["command"].startswith("python -m mlkit train pretrained-omniglot")
+    capsys.readouterr()
+    assert main(["evaluate", "pretrained-omniglot", "--tasks", "3", "--json"]) == 0
+    line = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert line["tasks"] == 3 and line["settings"]["split"] == "evaluation"
+    assert line["settings"]["finetune"]["chosen_on"] == "validation"
+    # its training characters are refused as a test split
+    assert main(["evaluate", "pretrained-omniglot", "--split",
+                 "background-train"]) == 2
+    assert "--allow-seen" in capsys.readouterr().err
