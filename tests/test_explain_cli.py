@@ -7,7 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
+from mlkit import nets
 from mlkit.__main__ import main
 from mlkit.interpret import measure
 
@@ -115,7 +117,73 @@ def test_the_stored_chapter_measurements_hold_what_the_chapter_reads():
      "last_seed"),
     (lambda: measure.attention_removal(episodes=1), "episodes"),
     (lambda: measure.attention_removal(names=[]), "names"),
+    (lambda: measure.metric_randomisation(pairs=2), "pairs"),
+    (lambda: measure.metric_randomisation(n_steps=1), "n_steps"),
+    (lambda: measure.metric_randomisation(names=[]), "names"),
+    (lambda: measure.metric_randomisation(names=["maml-omniglot-5w1s"]),
+     "names"),
+    (lambda: measure.randomised_copies(torch.nn.Linear(2, 2), 0), "embed"),
+    (lambda: measure.randomised_copies(nets.InductiveConvEmbedding(
+        hidden=4), -1), "seed"),
 ])
 def test_the_chapter_measures_refuse_bad_input(call, says):
     with pytest.raises(ValueError, match=says):
         call()
+
+
+def test_randomised_copies_reinitialise_the_blocks_from_the_top():
+    torch.manual_seed(0)
+    embed = nets.InductiveConvEmbedding(hidden=4).eval()
+    before = {k: v.clone() for k, v in embed.state_dict().items()}
+    copies = measure.randomised_copies(embed, 1)
+    assert len(copies) == len(measure.RANDOMISATION_CASCADE) == 4
+    for j, net in enumerate(copies):
+        state = net.state_dict()
+        assert not net.training
+        for name, value in state.items():
+            if not value.is_floating_point():
+                continue  # BatchNorm's batch counter
+            block = int(name.split(".")[1])
+            if block >= 3 - j:  # re-initialised: the top j + 1 blocks
+                if "weight" in name and "body" in name and value.dim() > 1:
+                    assert not torch.equal(value, before[name]), name
+            else:
+                assert torch.equal(value, before[name]), name
+    # the trained network itself is untouched
+    for name, value in embed.state_dict().items():
+        assert torch.equal(value, before[name])
+    # the same seed gives the same fresh weights
+    again = measure.randomised_copies(embed, 1)[-1].state_dict()
+    for name, value in copies[-1].state_dict().items():
+        assert torch.equal(value, again[name])
+
+
+def test_the_stored_randomisation_check_holds_what_the_chapter_reads():
+    d = ROOT / "checkpoints" / "explanations"
+    stored = json.loads((d / "metric-randomisation.json").read_text())
+    n = stored["protocol"]["pairs"]
+    assert n >= 50
+    assert set(stored["results"]) == set(measure.METRIC_NETS)
+    for r in stored["results"].values():
+        assert set(r["spearman"]) == set(measure.RANDOMISATION_METHODS)
+        for per_stage in r["spearman"].values():
+            assert list(per_stage) == stored["protocol"]["cascade"]
+            for values in per_stage.values():
+                assert len(values) == n
+                assert all(-1.0 <= v <= 1.0 for v in values)
+
+
+@pytest.mark.skipif(not _have_omniglot(),
+                    reason="no Omniglot copy: set MLKIT_DATA")
+def test_metric_randomisation_runs_on_a_few_pairs():
+    from mlkit.checkpoints import manifest
+
+    if "protonet-omniglot" not in manifest():
+        pytest.skip("no protonet-omniglot checkpoint")
+    out = measure.metric_randomisation(["protonet-omniglot"], pairs=3,
+                                       n_steps=4)
+    rho = out["results"]["protonet-omniglot"]["spearman"]
+    assert out["protocol"]["pairs"] == 3
+    for per_stage in rho.values():
+        assert len(per_stage) == 4
+        assert all(len(v) == 3 for v in per_stage.values())

@@ -40,23 +40,28 @@ and on a metric learner's scorer:
   :func:`gradient_influence` (the query loss's gradient with respect to the support images,
   through the inner loop);
 * the inner loop step by step: :func:`fast_weight_trajectory` (losses and step size per layer,
-  one task or a task batch), :func:`activation_change` (per layer and per unit).
+  one task or a task batch), :func:`activation_change` (per layer and per unit);
+* example-based explanations: :func:`mmd_critic`, prototypes and criticisms of a data set
+  or an embedding (Kim, Khanna & Koyejo 2016), with :func:`mmd2`, :func:`rbf_kernel` and
+  :func:`median_gamma`.
 
 The package has one module per family: :mod:`.similarity`,
-:mod:`.activations`, :mod:`.attribution`, :mod:`.influence` and
-:mod:`.surrogates`; every public name is importable from
+:mod:`.activations`, :mod:`.attribution`, :mod:`.influence`,
+:mod:`.surrogates` and :mod:`.examples`; every public name is importable from
 ``mlkit.interpret`` itself.
 """
 
 from __future__ import annotations
 
-from . import activations, attribution, influence, similarity, surrogates
+from . import (activations, attribution, examples, influence, similarity,
+               surrogates)
 # Each module's __all__ is its public names; the package re-exports them all.
 from .activations import *  # noqa: F401,F403
 from .attribution import *  # noqa: F401,F403
+from .examples import *  # noqa: F401,F403
 from .influence import *  # noqa: F401,F403
 from .similarity import *  # noqa: F401,F403
 from .surrogates import *  # noqa: F401,F403
 
 __all__ = [*similarity.__all__, *activations.__all__, *attribution.__all__,
-           *influence.__all__, *surrogates.__all__]
+           *influence.__all__, *surrogates.__all__, *examples.__all__]
