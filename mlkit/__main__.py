@@ -338,6 +338,9 @@ _MEASURE_SUMMARIES = {
     "inner-loop-cka": "which layers change in the inner loop, for MAML, "
     "first-order MAML and ANIL (debiased CKA, intervals over tasks, "
     "random-network and other-task baselines)",
+    "metric-randomisation": "do the Siamese and prototypical nets' saliency "
+    "and IG maps change when their layers are re-initialised (Adebayo et al. "
+    "2018)?",
     "metric-embeddings": "what the metric learners' embeddings encode "
     "(variance explained by character and alphabet, rank, CKA)",
     "siamese-margins": "a Siamese embedding trained with too small a margin "
