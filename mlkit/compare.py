@@ -563,6 +563,8 @@ def default_learners(
         maml_learner("maml-omniglot-5w1s", "MAML"),
         maml_learner("fomaml-omniglot-5w1s", "first-order MAML"),
         maml_learner("anil-omniglot-5w1s", "ANIL"),
+        # the same recipe meta-trained on the metric learners' classes
+        maml_learner("anil-omniglot-5w1s-background", "ANIL, background"),
         embedding_learner(
             "siamese",
             "Siamese net",
@@ -593,7 +595,8 @@ PROTOCOL = (
     "the evaluation-alphabet characters outside Finn et al.'s training "
     "split (finn-train, seed 0), without rotations: unseen by every "
     "learner (MAML, first-order MAML and ANIL meta-trained on finn-train; "
-    "Siamese and prototypical nets on the 30 background alphabets; the "
+    "a second ANIL, Siamese and prototypical nets on the 30 background "
+    "alphabets; the "
     "pretrained network on 25 of them, background-train, its fine-tuning "
     "rate and steps chosen on the other 5, validation). BatchNorm: the MAML "
     "family and the pretrained network use batch statistics (transductive)"
