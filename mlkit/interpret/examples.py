@@ -26,11 +26,15 @@ def _check_points(name: str, z: object) -> Tensor:
     """A finite floating-point ``(n, d)`` tensor, as float64."""
     z = _check_input(name, z)
     if z.dim() != 2:
-        raise ValueError(f"{name} must be a 2-d tensor (n points x d "
-                         f"features), got shape {tuple(z.shape)}")
+        raise ValueError(
+            f"{name} must be a 2-d tensor (n points x d "
+            f"features), got shape {tuple(z.shape)}"
+        )
     if z.shape[1] == 0:
-        raise ValueError(f"{name} must have at least one feature, got shape "
-                         f"{tuple(z.shape)}")
+        raise ValueError(
+            f"{name} must have at least one feature, got shape "
+            f"{tuple(z.shape)}"
+        )
     if not bool(torch.isfinite(z).all()):
         raise ValueError(f"{name} must be finite (no NaN or inf)")
     return z.detach().double()
@@ -48,15 +52,19 @@ def median_gamma(z: Tensor) -> float:
     bandwidth; the default of :func:`mmd_critic`)."""
     z = _check_points("z", z)
     if len(z) < 2:
-        raise ValueError(f"z must hold at least 2 points for the median "
-                         f"heuristic, got {len(z)}")
+        raise ValueError(
+            f"z must hold at least 2 points for the median "
+            f"heuristic, got {len(z)}"
+        )
     d2 = _squared_distances(z, z)
     i, j = torch.triu_indices(len(z), len(z), 1)
     med = float(d2[i, j].median())
     if not med > 0:
-        raise ValueError("z must have distinct points: the median squared "
-                         "distance is 0, so gamma cannot be set from it; "
-                         "pass gamma")
+        raise ValueError(
+            "z must have distinct points: the median squared "
+            "distance is 0, so gamma cannot be set from it; "
+            "pass gamma"
+        )
     return 1.0 / med
 
 
@@ -64,22 +72,32 @@ def rbf_kernel(a: Tensor, b: Tensor, gamma: float) -> Tensor:
     """``K_ij = exp(-gamma * ||a_i - b_j||^2)``, in float64."""
     a, b = _check_points("a", a), _check_points("b", b)
     if a.shape[1] != b.shape[1]:
-        raise ValueError(f"a and b must have the same number of features, "
-                         f"got {a.shape[1]} and {b.shape[1]}")
+        raise ValueError(
+            f"a and b must have the same number of features, "
+            f"got {a.shape[1]} and {b.shape[1]}"
+        )
     gamma = _check_number("gamma", gamma)
     return torch.exp(-gamma * _squared_distances(a, b))
 
 
 def _check_indices(name: str, idx: object, n: int) -> Tensor:
     t = torch.as_tensor(idx)
-    if t.dim() != 1 or t.numel() == 0 or t.is_floating_point() or \
-            t.dtype == torch.bool:
-        raise ValueError(f"{name} must be a non-empty 1-d sequence of "
-                         f"integer indices, got {idx!r}")
+    if (
+        t.dim() != 1
+        or t.numel() == 0
+        or t.is_floating_point()
+        or t.dtype == torch.bool
+    ):
+        raise ValueError(
+            f"{name} must be a non-empty 1-d sequence of "
+            f"integer indices, got {idx!r}"
+        )
     if int(t.min()) < 0 or int(t.max()) >= n:
-        raise ValueError(f"{name} must index the {n} points (0 to {n - 1}),"
-                         f" got values from {int(t.min())} to "
-                         f"{int(t.max())}")
+        raise ValueError(
+            f"{name} must index the {n} points (0 to {n - 1}),"
+            f" got values from {int(t.min())} to "
+            f"{int(t.max())}"
+        )
     return t.long()
 
 
@@ -94,11 +112,11 @@ def mmd2(z: Tensor, subset: Tensor, *, gamma: float | None = None) -> float:
     :func:`median_gamma` of ``z``). 0 when the subset is the data."""
     z = _check_points("z", z)
     subset = _check_indices("subset", subset, len(z))
-    gamma = median_gamma(z) if gamma is None else _check_number("gamma",
-                                                                gamma)
+    gamma = median_gamma(z) if gamma is None else _check_number("gamma", gamma)
     k = rbf_kernel(z, z, gamma)
-    return float(k.mean() - 2 * k[:, subset].mean()
-                 + k[subset][:, subset].mean())
+    return float(
+        k.mean() - 2 * k[:, subset].mean() + k[subset][:, subset].mean()
+    )
 
 
 @dataclass(frozen=True)
@@ -154,17 +172,22 @@ def mmd_critic(
     _check_positive_int("n_prototypes", n_prototypes, 1)
     _check_positive_int("n_criticisms", n_criticisms, 0)
     if n_prototypes > n:
-        raise ValueError(f"n_prototypes must be at most the number of "
-                         f"points ({n}), got {n_prototypes}")
+        raise ValueError(
+            f"n_prototypes must be at most the number of "
+            f"points ({n}), got {n_prototypes}"
+        )
     if n_prototypes + n_criticisms > n:
-        raise ValueError(f"n_prototypes + n_criticisms must be at most the "
-                         f"number of points ({n}), got {n_prototypes} + "
-                         f"{n_criticisms}")
+        raise ValueError(
+            f"n_prototypes + n_criticisms must be at most the "
+            f"number of points ({n}), got {n_prototypes} + "
+            f"{n_criticisms}"
+        )
     if regularizer not in REGULARIZERS:
-        raise ValueError(f"regularizer must be one of {REGULARIZERS}, got "
-                         f"{regularizer!r}")
-    gamma = median_gamma(z) if gamma is None else _check_number("gamma",
-                                                                gamma)
+        raise ValueError(
+            f"regularizer must be one of {REGULARIZERS}, got "
+            f"{regularizer!r}"
+        )
+    gamma = median_gamma(z) if gamma is None else _check_number("gamma", gamma)
     k = rbf_kernel(z, z, gamma)
     data_term = k.mean()
     to_data = k.sum(0)  # sum_i k(z_i, c) for every candidate c
@@ -176,8 +199,11 @@ def mmd_critic(
     free = torch.ones(n, dtype=torch.bool)
     for m in range(1, n_prototypes + 1):
         # MMD^2 if candidate c were added, for every c at once
-        cand = (data_term - 2 * (cross + to_data) / (n * m)
-                + (within + 2 * to_chosen + diag) / m ** 2)
+        cand = (
+            data_term
+            - 2 * (cross + to_data) / (n * m)
+            + (within + 2 * to_chosen + diag) / m**2
+        )
         cand[~free] = float("inf")
         c = int(cand.argmin())
         chosen.append(c)
@@ -204,8 +230,12 @@ def mmd_critic(
         c = int(score.argmax())
         critics.append(c)
         free[c] = False
-    return MMDCritic(prototypes=protos,
-                     criticisms=torch.tensor(critics, dtype=torch.long),
-                     witness=witness, mmd2=path[-1],
-                     mmd2_path=torch.tensor(path), gamma=float(gamma),
-                     regularizer=regularizer)
+    return MMDCritic(
+        prototypes=protos,
+        criticisms=torch.tensor(critics, dtype=torch.long),
+        witness=witness,
+        mmd2=path[-1],
+        mmd2_path=torch.tensor(path),
+        gamma=float(gamma),
+        regularizer=regularizer,
+    )

@@ -48,11 +48,15 @@ def _gram(name: str, x: object) -> Tensor:
 def _check_pair(x: object, y: object, minimum: int) -> tuple[Tensor, Tensor]:
     k, l_ = _gram("x", x), _gram("y", y)
     if k.shape[0] != l_.shape[0]:
-        raise ValueError(f"x and y must describe the same examples: x has "
-                         f"{k.shape[0]}, y has {l_.shape[0]}")
+        raise ValueError(
+            f"x and y must describe the same examples: x has "
+            f"{k.shape[0]}, y has {l_.shape[0]}"
+        )
     if k.shape[0] < minimum:
-        raise ValueError(f"x must hold at least {minimum} examples for "
-                         f"this estimator, got {k.shape[0]}")
+        raise ValueError(
+            f"x must hold at least {minimum} examples for "
+            f"this estimator, got {k.shape[0]}"
+        )
     return k, l_
 
 
@@ -63,8 +67,11 @@ def _hsic_terms(k: Tensor, l_: Tensor, w: Tensor) -> Tensor:
     n = w.sum()
     kw, lw = k @ w, l_ @ w
     trace = w @ ((k * l_) @ w)
-    return (trace + (w @ kw) * (w @ lw) / ((n - 1) * (n - 2))
-            - 2.0 / (n - 2) * (w * kw) @ lw) / (n * (n - 3))
+    return (
+        trace
+        + (w @ kw) * (w @ lw) / ((n - 1) * (n - 2))
+        - 2.0 / (n - 2) * (w * kw) @ lw
+    ) / (n * (n - 3))
 
 
 def _debiased(k: Tensor, l_: Tensor, w: Tensor) -> float:
@@ -72,9 +79,11 @@ def _debiased(k: Tensor, l_: Tensor, w: Tensor) -> float:
     l_ = l_ - torch.diag(torch.diagonal(l_))
     kk, ll = _hsic_terms(k, k, w), _hsic_terms(l_, l_, w)
     if kk <= 0 or ll <= 0:
-        raise ValueError("x and y must each vary across examples (the "
-                         "unbiased HSIC of x or y with itself is not "
-                         "positive)")
+        raise ValueError(
+            "x and y must each vary across examples (the "
+            "unbiased HSIC of x or y with itself is not "
+            "positive)"
+        )
     return float(_hsic_terms(k, l_, w) / torch.sqrt(kk * ll))
 
 
@@ -116,8 +125,10 @@ def linear_cka(x: Tensor, y: Tensor, debiased: bool = True) -> float:
         return _debiased(k, l_, torch.ones(k.shape[0], dtype=k.dtype))
     nk, nl = k.norm(), l_.norm()
     if nk == 0 or nl == 0:
-        raise ValueError("x and y must each vary across examples (a "
-                         "constant representation has no CKA)")
+        raise ValueError(
+            "x and y must each vary across examples (a "
+            "constant representation has no CKA)"
+        )
     return float((k * l_).sum() / (nk * nl))
 
 
@@ -172,25 +183,30 @@ def cka_interval(
     k, l_ = _check_pair(x, y, 4)
     g = _check_tensor("groups", groups, 1)
     if g.shape != (k.shape[0],) or g.is_floating_point():
-        raise ValueError(f"groups must be an integer tensor with one group "
-                         f"per example ({k.shape[0]}), got {g.dtype} of "
-                         f"shape {tuple(g.shape)}")
+        raise ValueError(
+            f"groups must be an integer tensor with one group "
+            f"per example ({k.shape[0]}), got {g.dtype} of "
+            f"shape {tuple(g.shape)}"
+        )
     ids, inverse = torch.unique(g, return_inverse=True)
     if len(ids) < 3:
-        raise ValueError(f"groups must name at least 3 groups, got "
-                         f"{len(ids)}")
+        raise ValueError(f"groups must name at least 3 groups, got {len(ids)}")
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     _check_positive_int("n_boot", n_boot, 10)
     _check_seed(seed)
-    if isinstance(level, bool) or not isinstance(level, float) or not (
-            0.0 < level < 1.0):
+    if (
+        isinstance(level, bool)
+        or not isinstance(level, float)
+        or not (0.0 < level < 1.0)
+    ):
         raise ValueError(f"level must be a float in (0, 1), got {level!r}")
     return _interval(k, l_, inverse, len(ids), method, n_boot, level, seed)
 
 
-def _group_cka(k: Tensor, l_: Tensor, inverse: Tensor, n_groups: int
-               ) -> Callable[[Tensor], float | None]:
+def _group_cka(
+    k: Tensor, l_: Tensor, inverse: Tensor, n_groups: int
+) -> Callable[[Tensor], float | None]:
     """The debiased CKA as a function of the groups' counts ``c`` (each
     example counted as often as its group; copies never pair an example
     with itself). Every term of the unbiased HSIC is a polynomial in ``c``
@@ -202,20 +218,30 @@ def _group_cka(k: Tensor, l_: Tensor, inverse: Tensor, n_groups: int
     l0 = l_ - torch.diag(torch.diagonal(l_))
     ko, lo_ = k0 @ onehot, l0 @ onehot
 
-    def terms(m0: Tensor, mo: Tensor, r0: Tensor, ro: Tensor
-              ) -> tuple[Tensor, ...]:
+    def terms(
+        m0: Tensor, mo: Tensor, r0: Tensor, ro: Tensor
+    ) -> tuple[Tensor, ...]:
         pair = onehot.T @ (m0 * r0) @ onehot
         triple = torch.einsum("ia,ib,id->abd", onehot, mo, ro)
         return pair, onehot.T @ mo, onehot.T @ ro, triple
 
-    parts = [terms(k0, ko, l0, lo_), terms(k0, ko, k0, ko),
-             terms(l0, lo_, l0, lo_)]
+    parts = [
+        terms(k0, ko, l0, lo_),
+        terms(k0, ko, k0, ko),
+        terms(l0, lo_, l0, lo_),
+    ]
 
     def cka(c: Tensor) -> float | None:
         n = c @ sizes
-        h = [(c @ pair @ c + (c @ sk @ c) * (c @ sl @ c) / ((n - 1) * (n - 2))
-              - 2.0 / (n - 2) * torch.einsum("a,b,d,abd->", c, c, c, tri))
-             / (n * (n - 3)) for pair, sk, sl, tri in parts]
+        h = [
+            (
+                c @ pair @ c
+                + (c @ sk @ c) * (c @ sl @ c) / ((n - 1) * (n - 2))
+                - 2.0 / (n - 2) * torch.einsum("a,b,d,abd->", c, c, c, tri)
+            )
+            / (n * (n - 3))
+            for pair, sk, sl, tri in parts
+        ]
         if h[1] > 0 and h[2] > 0:
             return float(h[0] / torch.sqrt(h[1] * h[2]))
         return None
@@ -223,9 +249,16 @@ def _group_cka(k: Tensor, l_: Tensor, inverse: Tensor, n_groups: int
     return cka
 
 
-def _interval(k: Tensor, l_: Tensor, inverse: Tensor, n_groups: int,
-              method: str, n_boot: int, level: float, seed: int
-              ) -> CKAInterval:
+def _interval(
+    k: Tensor,
+    l_: Tensor,
+    inverse: Tensor,
+    n_groups: int,
+    method: str,
+    n_boot: int,
+    level: float,
+    seed: int,
+) -> CKAInterval:
     """:func:`cka_interval` from the two centred Gram matrices and each
     example's group index in ``0..n_groups-1`` (checked by the caller)."""
     from scipy.stats import t as student_t
@@ -239,29 +272,48 @@ def _interval(k: Tensor, l_: Tensor, inverse: Tensor, n_groups: int,
             c[drop] = 0.0
             v = cka(c)
             if v is None:
-                raise ValueError("x and y vary too little across groups for "
-                                 "a jackknife interval")
+                raise ValueError(
+                    "x and y vary too little across groups for "
+                    "a jackknife interval"
+                )
             values.append(v)
         dev = np.asarray(values) - np.mean(values)
-        se = float(np.sqrt((n_groups - 1) / n_groups * (dev ** 2).sum()))
+        se = float(np.sqrt((n_groups - 1) / n_groups * (dev**2).sum()))
         half = float(student_t.ppf((1 + level) / 2, n_groups - 1)) * se
-        return CKAInterval(estimate, estimate - half, estimate + half,
-                           int(k.shape[0]), n_groups, n_groups, level,
-                           method)
+        return CKAInterval(
+            estimate,
+            estimate - half,
+            estimate + half,
+            int(k.shape[0]),
+            n_groups,
+            n_groups,
+            level,
+            method,
+        )
     rng = np.random.default_rng(seed)
     for _ in range(n_boot):
         draws = rng.integers(0, n_groups, n_groups)
         c = torch.from_numpy(np.bincount(draws, minlength=n_groups)).to(
-            k.dtype)
+            k.dtype
+        )
         v = cka(c)
         if v is not None:
             values.append(v)
     if len(values) < n_boot // 2:
-        raise ValueError("x and y vary too little across groups for a "
-                         "bootstrap interval")
+        raise ValueError(
+            "x and y vary too little across groups for a bootstrap interval"
+        )
     lo, hi = np.quantile(values, [(1 - level) / 2, (1 + level) / 2])
-    return CKAInterval(estimate, float(lo), float(hi), int(k.shape[0]),
-                       n_groups, n_boot, level, method)
+    return CKAInterval(
+        estimate,
+        float(lo),
+        float(hi),
+        int(k.shape[0]),
+        n_groups,
+        n_boot,
+        level,
+        method,
+    )
 
 
 def layer_cka(
@@ -288,5 +340,7 @@ def layer_cka(
     _check_flag("debiased", debiased)
     before = layer_activations(model, params_before, x, layers)
     after = layer_activations(model, params_after, x, layers)
-    return {name: linear_cka(before[name], after[name], debiased=debiased)
-            for name in before}
+    return {
+        name: linear_cka(before[name], after[name], debiased=debiased)
+        for name in before
+    }
