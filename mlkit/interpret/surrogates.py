@@ -358,7 +358,10 @@ def lime_surrogate(
     distance to ``x`` (Captum's ``Lime``):
 
     $$g = \\arg\\min_{g} \\sum_z \\pi_x(z) (f(h_x(z)) - g(z))^2
-    + \\alpha \\lVert w \\rVert^2.$$
+    + \\gamma \\lVert w \\rVert^2,$$
+
+    with $\\gamma$ = ``ridge_alpha`` (the book's notation: $\\alpha$ is the
+    inner-loop step size).
 
     For a linear ``f(x) = w . x + b`` with a zero baseline the coefficients are
     ``w_j x_j`` exactly (up to the small ridge penalty). ``target`` picks the
