@@ -161,7 +161,9 @@ def build_html(strict: bool = False) -> int:
                   {"language": LANGUAGE, "html_search_options": {"dict": str(words)},
                    "html_title": ZH_TITLE,
                    # myst-nb's toggles of hidden cells have no Chinese translation of their own
-                   "nb_code_prompt_show": "显示代码单元", "nb_code_prompt_hide": "隐藏代码单元"},
+                   "nb_code_prompt_show": "显示代码单元", "nb_code_prompt_hide": "隐藏代码单元",
+                   # sphinx-togglebutton's hint on folded solutions
+                   "togglebutton_hint": "点击显示", "togglebutton_hint_hide": "点击隐藏"},
                   strict=strict)
 
 
