@@ -79,7 +79,10 @@ ENGLISH_PARAGRAPHS_JS = r"""() => {
     if (e.querySelector('p, li, dd')) return;  // judged by its own paragraphs
     const text = e.textContent.replace(/\s+/g, ' ').trim();
     const cjk = /[\u3400-\u9fff]/.test(text);
-    const words = (text.match(/[A-Za-z]{2,}/g) || []).length;
+    // identifiers (file and checkpoint names, flags: a '_', '-', '.' or '/'
+    // inside) are not English prose, so their parts are not counted as words
+    const prose = text.replace(/\S*\w[_\-./]\w\S*/g, ' ');
+    const words = (prose.match(/[A-Za-z]{2,}/g) || []).length;
     if (!cjk && words >= 4) out.push(text.slice(0, 120));
   });
   return out;
