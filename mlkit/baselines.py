@@ -540,18 +540,14 @@ def _evaluate_cli(args: argparse.Namespace) -> dict[str, Any]:
     head fitted on each support set with the settings chosen on validation
     (:func:`finetune_settings`); the query set is one batch (BatchNorm uses
     its statistics, as in the head-to-head comparison)."""
-    from .data import DRAWINGS, EpisodeSampler
-    from .stats import mean_ci95
+    from .data import EpisodeSampler, check_test_shots
+    from .stats import summary
 
     if getattr(args, "threads", None) is None:
         torch.set_num_threads(1)
     net, _ = load_pretrained()
     n_way, k_shot = args.ways or 5, args.shots or 1
-    if k_shot >= DRAWINGS:
-        raise ValueError(
-            f"--shots must be below {DRAWINGS} (an Omniglot character has "
-            f"{DRAWINGS} drawings, some kept as queries), got {k_shot}"
-        )
+    check_test_shots(k_shot)
     split = args.split or "evaluation"
     queries = min(15, DRAWINGS - k_shot)
     chosen = finetune_settings()
@@ -573,11 +569,9 @@ def _evaluate_cli(args: argparse.Namespace) -> dict[str, Any]:
             scores.extend((100.0 * hits).tolist())
             left -= len(hits)
             bar.update(len(hits))
-    mean, ci = mean_ci95(scores)
-    q25, median, q75 = (float(v) for v in np.percentile(scores, [25, 50, 75]))
     return {
-        "metric": "accuracy", "mean": mean, "ci95": ci, "median": median,
-        "iqr": [q25, q75], "tasks": len(scores),
+        "metric": "accuracy",
+        **summary(scores),
         "settings": {"split": split, "n_way": n_way, "k_shot": k_shot,
                      "queries_per_class": queries, "seed": args.seed,
                      "finetune": chosen},

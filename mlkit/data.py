@@ -73,6 +73,7 @@ __all__ = [
     "VALIDATION_ALPHABETS",
     "split_char_ids",
     "shared_characters",
+    "check_test_shots",
     "omniglot_classes",
     "Episode",
     "sample_episode",
@@ -1209,6 +1210,19 @@ def split_char_ids(split: str, seed: int = 0) -> np.ndarray:
         return held_out
     background = split_char_ids("background")
     return background[~np.isin(background, held_out)]
+
+
+
+def check_test_shots(k_shot: int) -> int:
+    """``k_shot`` for an Omniglot test task, which keeps at least one of a
+    character's :data:`DRAWINGS` drawings as a query; a one-line
+    ``ValueError`` naming the command line's ``--shots`` otherwise."""
+    if k_shot >= DRAWINGS:
+        raise ValueError(
+            f"--shots must be below {DRAWINGS} (an Omniglot character has "
+            f"{DRAWINGS} drawings, some kept as queries), got {k_shot}"
+        )
+    return k_shot
 
 
 def shared_characters(split_a: str, split_b: str, *, seed: int = 0) -> int:

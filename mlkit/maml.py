@@ -79,7 +79,7 @@ from .checkpoints import (
     save_state,
 )
 from .nets import ConvNet, SinusoidMLP, head_parameter_names
-from .stats import mean_ci95
+from .stats import summary
 
 __all__ = [
     "mse_loss",
@@ -2302,11 +2302,7 @@ def _evaluate_recipe(
                 config, k_shot=k, q_queries=100, n_tasks=per_batch
             )
         else:
-            if k >= 20:
-                raise ValueError(
-                    f"--shots must be below 20 (an Omniglot character "
-                    f"has 20 drawings), got {k}"
-                )
+            D.check_test_shots(k)
             # BatchNorm uses the statistics of the query batch at test time
             # (Finn et al.'s transductive setting), so the layout changes the
             # number: Finn's code scores one query per class ("paper"); the
@@ -2346,7 +2342,6 @@ def _evaluate_recipe(
         )[: args.tasks]
         if config.task == "omniglot":
             scores = scores * 100
-        mean, ci = mean_ci95(scores)
         settings = {
             "k_shot": k,
             "inner_steps": steps,
@@ -2360,16 +2355,9 @@ def _evaluate_recipe(
                 protocol=protocol,
                 queries_per_class=queries,
             )
-        q25, median, q75 = (
-            float(v) for v in np.percentile(scores, [25, 50, 75])
-        )
         return {
             "metric": "mse" if config.task == "sinusoid" else "accuracy",
-            "mean": mean,
-            "ci95": ci,
-            "median": median,
-            "iqr": [q25, q75],
-            "tasks": int(len(scores)),
+            **summary(scores),
             "settings": settings,
         }
 

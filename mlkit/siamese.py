@@ -61,6 +61,7 @@ from .data import (
     _check_count,
     _check_tensor,
     _merge_config,
+    check_test_shots,
     load_lake_runs,
     omniglot_classes,
 )
@@ -1826,11 +1827,7 @@ def evaluate_embedding(
         }
     split = args.split or "evaluation"
     n_way, k_shot = args.ways or 5, args.shots or 1
-    if k_shot >= DRAWINGS:
-        raise ValueError(
-            f"--shots must be below {DRAWINGS} (an Omniglot character has "
-            f"{DRAWINGS} drawings, some kept as queries), got {k_shot}"
-        )
+    check_test_shots(k_shot)
     pool = omniglot_classes(split)
     z = embed_pool(embed, pool)
     acc = few_shot_accuracy(

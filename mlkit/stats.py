@@ -7,7 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["mean_ci95"]
+__all__ = ["mean_ci95", "summary"]
 
 
 def mean_ci95(values: Sequence[float] | np.ndarray) -> tuple[float, float]:
@@ -46,3 +46,15 @@ def mean_ci95(values: Sequence[float] | np.ndarray) -> tuple[float, float]:
             "(the mean or the spread overflows)"
         )
     return mean, float(half)
+
+
+def summary(values: Sequence[float] | np.ndarray) -> dict[str, object]:
+    """What ``python -m mlkit evaluate`` reports of per-task scores: the mean
+    and its 95% half-width (:func:`mean_ci95`), the median and the
+    interquartile range ``[q25, q75]`` (one diverging task can own a mean of
+    squared errors, not the middle), and the number of tasks."""
+    mean, ci = mean_ci95(values)
+    a = np.asarray(values, dtype=np.float64).ravel()
+    q25, median, q75 = (float(v) for v in np.percentile(a, [25, 50, 75]))
+    return {"mean": mean, "ci95": ci, "median": median, "iqr": [q25, q75],
+            "tasks": int(a.size)}
