@@ -211,3 +211,20 @@ def test_code_boxes_hold_79_characters_without_scrolling(server, page, rel):
         pytest.skip(f"{rel} has no code box")
     assert found["chars"] >= 79, f"{rel}: a code box holds {found['chars']:.1f} characters"
     assert not found["scrolling"], f"{rel}: boxes scroll sideways: {found['scrolling'][:3]}"
+
+
+@pytest.mark.parametrize("rel", site_pages() or ["index.html"])
+def test_nothing_scrolls_sideways(server, page, rel):
+    """At a 1280-pixel window no table, code block or display formula of a page
+    is wider than the text column: a reader never scrolls one sideways."""
+    if 'http-equiv="Refresh"' in (SITE / rel).read_text()[:500]:
+        pytest.skip(f"{rel} only redirects to another page")
+    page.goto(f"{server}/{rel}", wait_until="load")
+    _settle(page)
+    wide = page.evaluate("""() => Array.from(document.querySelectorAll(
+            'main table, main pre, main div.math, '
+            + 'main .pst-scrollable-table-container'))
+        .filter(b => b.scrollWidth > b.clientWidth + 1)
+        .map(b => b.tagName + ': '
+             + b.textContent.replace(/\\s+/g, ' ').trim().slice(0, 70))""")
+    assert not wide, f"{rel}: scrolls sideways: {wide[:3]}"
