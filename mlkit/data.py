@@ -19,6 +19,8 @@ official zip from the upstream repository (checking its md5 and writing
 atomically). Every file is checked against its known checksum the first time
 a process uses it; a mismatch is a :class:`DataCorruptError`, a missing file
 a :class:`DataMissingError`, each with a message that says what to do.
+The 28x28 images are kept in :func:`cache_root` once made, so that later
+processes skip the seconds of reading and downsampling.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ __all__ = [
     "DataMissingError",
     "DataCorruptError",
     "data_root",
+    "cache_root",
     "omniglot_dir",
     "OMNIGLOT_URLS",
     "OMNIGLOT_MD5",
@@ -885,22 +888,30 @@ def read_omniglot_zip(
     return images, ids
 
 
-def _atomic_savez(path: Path, **arrays: np.ndarray) -> None:
+def _atomic_write(path: Path, write: Any) -> bool:
+    """``write(file)`` into a temporary file renamed to ``path``, so that a
+    reader never sees half a file; False (and nothing left) when the folder
+    cannot be written: the callers only cache, so they carry on."""
     try:
         fd, tmp = tempfile.mkstemp(
             prefix=path.name + ".", suffix=".part", dir=path.parent
         )
-    except OSError:  # a read-only data folder: simply do not cache
-        return
+    except OSError:
+        return False
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, **arrays)
+            write(f)
         os.replace(tmp, path)
+        return True
     except OSError:
-        pass
+        return False
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _atomic_savez(path: Path, **arrays: np.ndarray) -> None:
+    _atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
 
 
 def _subset_shape(subset: str) -> tuple[int, ...]:
@@ -1023,11 +1034,76 @@ def _resize(
     return out.reshape(*images.shape[:-2], side, side)
 
 
+def cache_root() -> Path:
+    """Where mlkit keeps what it can rebuild from the data (the downsampled
+    images): ``$MLKIT_CACHE``, else ``~/.cache/mlkit``. Deleting it is always
+    safe."""
+    env = os.environ.get("MLKIT_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "mlkit"
+
+
+def _resized_file(
+    subset: str, path: str, fsize: int, mtime_ns: int, size: int
+) -> Path:
+    """The cache file of ``subset`` at ``size``: named after the source
+    file's path, then its size and mtime, so that a changed source gets a
+    new name and the copies of one source share a prefix."""
+    where = hashlib.sha1(path.encode()).hexdigest()[:12]
+    version = hashlib.sha1(f"{fsize}|{mtime_ns}".encode()).hexdigest()[:12]
+    return (
+        cache_root() / "resized" / f"{subset}-{size}px-{where}-{version}.npy"
+    )
+
+
+def _read_resized(file: Path, shape: tuple[int, ...]) -> np.ndarray | None:
+    try:
+        out = np.load(file, allow_pickle=False)
+    except (OSError, ValueError, EOFError):
+        return None  # missing or damaged: rebuilt by the caller
+    if out.shape != shape or out.dtype != np.float32:
+        return None
+    return out
+
+
+def _write_resized(file: Path, images: np.ndarray) -> None:
+    """Write atomically and drop the copies made from older versions of the
+    same source file; a folder that cannot be written only costs the
+    resizing next time."""
+    try:
+        file.parent.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return
+    if not _atomic_write(
+        file, lambda f: np.save(f, images, allow_pickle=False)
+    ):
+        return
+    stem = file.name.rsplit("-", 1)[0]
+    for old in file.parent.glob(f"{stem}-*.npy"):
+        if old != file:
+            try:
+                old.unlink(missing_ok=True)
+            except OSError:
+                pass  # another process's copy in use: left for later
+
+
 @lru_cache(maxsize=8)
 def _load_resized(
     subset: str, path: str, fsize: int, mtime_ns: int, size: int | None
 ) -> np.ndarray:
-    out = _resize(_read_raw(subset, path, fsize, mtime_ns), size)
+    # Reading and downsampling a subset takes seconds; the 28x28 copy is
+    # kept in cache_root() (about 60 MB and 40 MB) and read back in
+    # milliseconds. Full-size images would take 1.4 GB: never kept.
+    file = (
+        None
+        if size is None
+        else _resized_file(subset, path, fsize, mtime_ns, size)
+    )
+    shape = (_N_CHARS[subset], DRAWINGS, size, size)
+    out = None if file is None else _read_resized(file, shape)
+    if out is None:
+        out = _resize(_read_raw(subset, path, fsize, mtime_ns), size)
+        if file is not None:
+            _write_resized(file, out)
     out.flags.writeable = False  # shared between callers through the cache
     return out
 
@@ -1210,7 +1286,6 @@ def split_char_ids(split: str, seed: int = 0) -> np.ndarray:
         return held_out
     background = split_char_ids("background")
     return background[~np.isin(background, held_out)]
-
 
 
 def check_test_shots(k_shot: int) -> int:

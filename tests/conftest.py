@@ -23,3 +23,13 @@ def refuses(capsys):
         assert "Traceback" not in err
 
     return check
+
+
+@pytest.fixture(autouse=True)
+def _private_cache_for_tmp_data(request, monkeypatch):
+    """A test that makes its own files in ``tmp_path`` keeps mlkit's cache of
+    resized images there too, so that fake subsets never reach the reader's
+    cache (``mlkit.data.cache_root``); the others share the real one."""
+    if "tmp_path" in request.fixturenames:
+        tmp_path = request.getfixturevalue("tmp_path")
+        monkeypatch.setenv("MLKIT_CACHE", str(tmp_path / "mlkit-cache"))

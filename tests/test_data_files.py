@@ -625,3 +625,99 @@ def test_zip_parser_bad_input(tmp_path):
         D.read_omniglot_zip(None)
     with pytest.raises(ValueError, match="verify"):
         D.read_omniglot_zip(tmp_path / "none.zip", verify="no")
+
+
+# ------------------------------------------------- the cache of resized images
+
+
+def _fake_evaluation(tmp_path, monkeypatch, images=None) -> Path:
+    monkeypatch.setitem(D._N_CHARS, "evaluation", 2)
+    folder = tmp_path / "omniglot"
+    folder.mkdir(exist_ok=True)
+    if images is None:
+        images = np.random.default_rng(0).random((2, 20, 105, 105)) < 0.9
+    npz = folder / "images_evaluation.npz"
+    np.savez_compressed(npz, images=images)
+    return npz
+
+
+def _cached_files(tmp_path) -> list[Path]:
+    return sorted((tmp_path / "mlkit-cache" / "resized").glob("*.npy"))
+
+
+def test_resized_images_are_cached_and_read_back(tmp_path, monkeypatch,
+                                                 fresh):
+    _fake_evaluation(tmp_path, monkeypatch)
+    x, _ = D.load_omniglot("evaluation", root=tmp_path, size=7, verify=False)
+    files = _cached_files(tmp_path)
+    assert [f.name.split("-")[:2] for f in files] == [["evaluation", "7px"]]
+    D._clear_caches()
+
+    def no_resize(*args, **kw):
+        raise AssertionError("resized again instead of read from the cache")
+
+    monkeypatch.setattr(D, "_resize", no_resize)
+    y, _ = D.load_omniglot("evaluation", root=tmp_path, size=7, verify=False)
+    np.testing.assert_array_equal(x, y)
+    assert y.dtype == np.float32 and not y.flags.writeable
+
+
+def test_full_size_images_are_never_cached(tmp_path, monkeypatch, fresh):
+    _fake_evaluation(tmp_path, monkeypatch)
+    D.load_omniglot("evaluation", root=tmp_path, size=None, verify=False)
+    assert _cached_files(tmp_path) == []
+
+
+def test_a_changed_source_replaces_its_cached_copy(tmp_path, monkeypatch,
+                                                   fresh):
+    images = np.ones((2, 20, 105, 105), bool)
+    npz = _fake_evaluation(tmp_path, monkeypatch, images)
+    x, _ = D.load_omniglot("evaluation", root=tmp_path, size=7, verify=False)
+    assert x.max() == 0.0
+    first = _cached_files(tmp_path)
+    images[1, 3] = False  # all ink
+    np.savez_compressed(npz, images=images)
+    os.utime(npz, ns=(1, 1))
+    D._clear_caches()
+    y, _ = D.load_omniglot("evaluation", root=tmp_path, size=7, verify=False)
+    assert y[1, 3].min() == 1.0 and y[0].max() == 0.0
+    second = _cached_files(tmp_path)
+    assert len(second) == 1 and second != first  # the old copy is gone
+
+
+@pytest.mark.parametrize("damage", ["junk", "wrong shape", "wrong dtype"])
+def test_a_damaged_cache_file_is_rebuilt(tmp_path, monkeypatch, fresh,
+                                         damage):
+    _fake_evaluation(tmp_path, monkeypatch)
+    x, _ = D.load_omniglot("evaluation", root=tmp_path, size=7, verify=False)
+    (file,) = _cached_files(tmp_path)
+    if damage == "junk":
+        file.write_bytes(b"\x93NUMPY junk")
+    elif damage == "wrong shape":
+        np.save(file, np.zeros((1, 20, 7, 7), np.float32))
+    else:
+        np.save(file, x.astype(np.float64))
+    D._clear_caches()
+    y, _ = D.load_omniglot("evaluation", root=tmp_path, size=7, verify=False)
+    np.testing.assert_array_equal(x, y)
+    D._clear_caches()
+    monkeypatch.setattr(D, "_resize", None)  # rebuilt: now read back
+    z, _ = D.load_omniglot("evaluation", root=tmp_path, size=7, verify=False)
+    np.testing.assert_array_equal(x, z)
+
+
+def test_an_unwritable_cache_only_costs_time(tmp_path, monkeypatch, fresh):
+    _fake_evaluation(tmp_path, monkeypatch)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("MLKIT_CACHE", str(blocker))
+    x, _ = D.load_omniglot("evaluation", root=tmp_path, size=7, verify=False)
+    assert x.shape == (2, 20, 7, 7)
+    assert D.cache_root() == blocker and blocker.read_text() == "not a folder"
+
+
+def test_cache_root_default_and_env(monkeypatch):
+    monkeypatch.delenv("MLKIT_CACHE", raising=False)
+    assert D.cache_root() == Path.home() / ".cache" / "mlkit"
+    monkeypatch.setenv("MLKIT_CACHE", "~/elsewhere")
+    assert D.cache_root() == Path.home() / "elsewhere"
