@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import data as D
+from . import data
 from .nets import InductiveConvEmbedding, SinusoidMLP
 from .protonet import prototype_logits, prototypes, protonet_loss
 
@@ -101,7 +101,7 @@ def fit_from_scratch(
 
 
 def scratch_errors(
-    tasks: D.SinusoidTasks,
+    tasks: data.SinusoidTasks,
     *,
     steps: int = 300,
     lr: float = 1e-2,
@@ -129,7 +129,7 @@ def sinusoid_tasks_with_amplitudes(
     n_query: int,
     *,
     seed: int | np.random.Generator | None = None,
-) -> D.SinusoidTasks:
+) -> data.SinusoidTasks:
     """Sinusoid tasks ``y = A sin(x - phi)`` with the given amplitudes, e.g.
     beyond Finn's range.
 
@@ -148,11 +148,11 @@ def sinusoid_tasks_with_amplitudes(
         if isinstance(seed, np.random.Generator)
         else np.random.default_rng(seed)
     )
-    phase = rng.uniform(*D.SINUSOID_PHASE, size=amp.size)
-    xs = rng.uniform(*D.SINUSOID_X, size=(amp.size, k_shot + n_query, 1))
+    phase = rng.uniform(*data.SINUSOID_PHASE, size=amp.size)
+    xs = rng.uniform(*data.SINUSOID_X, size=(amp.size, k_shot + n_query, 1))
     ys = amp[:, None, None] * np.sin(xs - phase[:, None, None])
     t = lambda a: torch.as_tensor(a, dtype=torch.float32)  # noqa: E731
-    return D.SinusoidTasks(
+    return data.SinusoidTasks(
         support_x=t(xs[:, :k_shot]),
         support_y=t(ys[:, :k_shot]),
         query_x=t(xs[:, k_shot:]),
@@ -223,8 +223,8 @@ def train_tiny_protonet(
     _check_rate("lr", lr)
     _check_int("hidden", hidden)
     torch.manual_seed(seed)
-    pool = D.omniglot_classes(split)
-    sampler = D.EpisodeSampler(pool, n_way, k_shot, q_queries, seed=seed)
+    pool = data.omniglot_classes(split)
+    sampler = data.EpisodeSampler(pool, n_way, k_shot, q_queries, seed=seed)
     net = InductiveConvEmbedding(hidden=hidden)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     history = []
@@ -260,8 +260,8 @@ def evaluate_protonet(
     :func:`mlkit.stats.mean_ci95`).
     """
     _check_int("n_tasks", n_tasks)
-    pool = D.omniglot_classes(split)
-    sampler = D.EpisodeSampler(pool, n_way, k_shot, q_queries, seed=seed)
+    pool = data.omniglot_classes(split)
+    sampler = data.EpisodeSampler(pool, n_way, k_shot, q_queries, seed=seed)
     accs = []
     with torch.no_grad():
         for _ in range(n_tasks):
@@ -274,7 +274,7 @@ def evaluate_protonet(
 
 
 def episode_images_full_size(
-    pool: D.ClassPool,
+    pool: data.ClassPool,
     images: torch.Tensor,
     labels: torch.Tensor,
     classes: np.ndarray,
@@ -290,7 +290,7 @@ def episode_images_full_size(
     out = []
     for img, label in zip(images[:, 0].numpy(), labels.tolist()):
         cls = int(classes[label])
-        small = pool.drawings(cls, np.arange(D.DRAWINGS))
+        small = pool.drawings(cls, np.arange(data.DRAWINGS))
         match = np.flatnonzero((small == img).all(axis=(-2, -1)))
         if len(match) == 0:
             raise ValueError(
@@ -298,7 +298,7 @@ def episode_images_full_size(
                 f"{cls}"
             )
         char_id = int(pool.char_ids[pool.char_index[cls]])
-        full = D.character_images(char_id)[match[0]]
+        full = data.character_images(char_id)[match[0]]
         out.append(np.rot90(full, k=int(pool.rotation[cls])))
     return np.stack(out)
 
@@ -308,7 +308,7 @@ def episode_images_full_size(
 
 def sinusoid_weight_changes(
     model: nn.Module,
-    tasks: D.SinusoidTasks,
+    tasks: data.SinusoidTasks,
     *,
     inner_steps: int = 10,
     alpha: float = 0.01,
@@ -389,7 +389,7 @@ def marker_shortcut(
       other-class queries classified as ``marked_label``.
     """
     _check_int("n_tasks", n_tasks)
-    pool = D.omniglot_classes(split)
+    pool = data.omniglot_classes(split)
     rng = np.random.default_rng(seed)
     rows: dict[str, list[float]] = {
         k: []
@@ -397,7 +397,7 @@ def marker_shortcut(
     }
     with torch.no_grad():
         for _ in range(n_tasks):
-            ep = D.sample_episode(pool, n_way, 1, q_queries, seed=rng)
+            ep = data.sample_episode(pool, n_way, 1, q_queries, seed=rng)
             q, qy = ep.query_x, ep.query_y
             own = qy == marked_label
             marked_support = ep.support_x.clone()

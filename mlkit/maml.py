@@ -65,7 +65,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from . import data as D
+from . import data
 from .data import _check_flag, _check_tensor
 from .checkpoints import (
     Autosaver,
@@ -303,7 +303,7 @@ def summed_cross_entropy(k_shot: int) -> LossFn:
     For N-way K-shot this is N times the mean, so Finn's alpha = 0.4 (5-way) on
     it equals alpha = 2.0 on :func:`cross_entropy`.
     """
-    k_shot = D._check_count("k_shot", k_shot)
+    k_shot = data._check_count("k_shot", k_shot)
 
     def loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return cross_entropy(logits, labels) * (labels.shape[-1] / k_shot)
@@ -1258,16 +1258,16 @@ class MAMLConfig:
             "meta_batch",
             "test_queries",
         ):
-            D._check_count(name, getattr(self, name))
-        D._check_count("iterations", self.iterations, 0)
+            data._check_count(name, getattr(self, name))
+        data._check_count("iterations", self.iterations, 0)
         _check_positive("meta_lr", self.meta_lr)
         losses = ("mse", "summed", "mean")
         if self.task == "omniglot":
             losses = ("summed", "mean")
             for name in ("split", "test_split"):
-                if getattr(self, name) not in D.SPLITS:
+                if getattr(self, name) not in data.SPLITS:
                     raise ValueError(
-                        f"{name} must be one of {list(D.SPLITS)}"
+                        f"{name} must be one of {list(data.SPLITS)}"
                         f", got {getattr(self, name)!r}"
                     )
         if self.inner_loss not in losses:
@@ -1284,7 +1284,7 @@ class MAMLConfig:
                 f"{self.hidden!r}"
             )
         for width in self.hidden:
-            D._check_count("hidden", width)
+            data._check_count("hidden", width)
         self.hidden = tuple(self.hidden)
 
 
@@ -1413,7 +1413,7 @@ def meta_train(
     _check_callable("sample", sample)
     _check_callable("loss_fn", loss_fn)
     _check_inner(inner_steps, alpha)
-    D._check_count("iterations", iterations, 0)
+    data._check_count("iterations", iterations, 0)
     _check_positive("meta_lr", meta_lr)
     _check_flag("first_order", first_order)
     _check_callable("inner_loss_fn", inner_loss_fn, optional=True)
@@ -1430,7 +1430,7 @@ def meta_train(
             f"save_every_s must be a positive number of seconds "
             f"(inf: only at the end), got {save_every_s!r}"
         )
-    D._check_count("log_every", log_every)
+    data._check_count("log_every", log_every)
     _check_flag("progress", progress)
     if batched is not None:
         _check_flag("batched", batched)
@@ -1873,23 +1873,25 @@ def _sampler(
     k = k_shot or config.k_shot
     if config.task == "sinusoid":
         q = q_queries or config.q_queries
-        return lambda rng: D.sample_sinusoid_tasks(n_tasks, k, q, seed=rng)
+        return lambda rng: data.sample_sinusoid_tasks(n_tasks, k, q, seed=rng)
     # the training pool takes the recipe's rotations, a test pool its split's
     # default
     pool = (
-        D.omniglot_classes(split)
+        data.omniglot_classes(split)
         if split
-        else D.omniglot_classes(config.split, rotations=config.rotations)
+        else data.omniglot_classes(config.split, rotations=config.rotations)
     )
     n, q = n_way or config.n_way, q_queries or config.q_queries
-    D._check_episode_args(pool, n, k, q)
+    data._check_episode_args(pool, n, k, q)
 
-    def sample(rng: np.random.Generator) -> D.Episode:
-        parts = [D._episode_arrays(pool, n, k, q, rng) for _ in range(n_tasks)]
+    def sample(rng: np.random.Generator) -> data.Episode:
+        parts = [
+            data._episode_arrays(pool, n, k, q, rng) for _ in range(n_tasks)
+        ]
         stack = lambda i: torch.from_numpy(  # noqa: E731
             np.stack([p[i] for p in parts])
         )
-        return D.Episode(
+        return data.Episode(
             stack(0),
             stack(1),
             stack(2),
@@ -1933,14 +1935,14 @@ def train_sinusoid(
     initialisation; the ``maml-sinusoid`` checkpoint is the full 70,000-step
     run.
     """
-    D._check_count("k_shot", k_shot)
-    D._check_count("meta_batch", meta_batch)
-    D._check_count("seed", seed, 0)
+    data._check_count("k_shot", k_shot)
+    data._check_count("meta_batch", meta_batch)
+    data._check_count("seed", seed, 0)
     torch.manual_seed(seed)
     model = SinusoidMLP()
     history = meta_train(
         model,
-        lambda rng: D.sample_sinusoid_tasks(
+        lambda rng: data.sample_sinusoid_tasks(
             meta_batch, k_shot, k_shot, seed=rng
         ),
         loss_fn=mse_loss,
@@ -1962,7 +1964,7 @@ def compact_history(
     last iteration of each bin kept), small enough for a manifest entry and a
     plot.
     """
-    max_rows = D._check_count("max_rows", max_rows)
+    max_rows = data._check_count("max_rows", max_rows)
     if isinstance(history, (str, bytes, Mapping)) or not isinstance(
         history, Sequence
     ):
@@ -2302,7 +2304,7 @@ def _evaluate_recipe(
                 config, k_shot=k, q_queries=100, n_tasks=per_batch
             )
         else:
-            D.check_test_shots(k)
+            data.check_test_shots(k)
             # BatchNorm uses the statistics of the query batch at test time
             # (Finn et al.'s transductive setting), so the layout changes the
             # number: Finn's code scores one query per class ("paper"); the

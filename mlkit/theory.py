@@ -52,8 +52,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import data as D
-from . import maml as M
+from . import data
+from . import maml
 from .nets import SinusoidMLP
 from .siamese import LOSS_FORMS, contrastive_loss, euclidean_distance
 
@@ -231,7 +231,7 @@ def _trajectory(
     model: nn.Module,
     sx: torch.Tensor,
     sy: torch.Tensor,
-    inner_loss_fn: M.LossFn,
+    inner_loss_fn: maml.LossFn,
     inner_steps: int,
     alpha: float,
 ) -> list[Params]:
@@ -239,7 +239,7 @@ def _trajectory(
     thetas = [{n: p.detach() for n, p in model.named_parameters()}]
     for _ in range(inner_steps):
         p = {n: v.clone().requires_grad_() for n, v in thetas[-1].items()}
-        loss = inner_loss_fn(M.predict(model, p, sx), sy)
+        loss = inner_loss_fn(maml.predict(model, p, sx), sy)
         grads = torch.autograd.grad(loss, list(p.values()))
         thetas.append(
             {
@@ -265,10 +265,10 @@ def hvp_meta_gradient(
     model: nn.Module,
     batch: Any,
     *,
-    loss_fn: M.LossFn,
+    loss_fn: maml.LossFn,
     inner_steps: int = 1,
     alpha: float = 0.01,
-    inner_loss_fn: M.LossFn | None = None,
+    inner_loss_fn: maml.LossFn | None = None,
 ) -> Params:
     r"""The second-order meta-gradient
     :math:`\frac1T \sum_i \prod_j (I - \alpha H_{ij})\, g_i` by explicit
@@ -294,13 +294,13 @@ def hvp_meta_gradient(
         fast = {n: v.clone().requires_grad_() for n, v in thetas[-1].items()}
         g = list(
             torch.autograd.grad(
-                loss_fn(M.predict(model, fast, qx), qy), list(fast.values())
+                loss_fn(maml.predict(model, fast, qx), qy), list(fast.values())
             )
         )
         for theta_j in reversed(thetas[:-1]):
             p = {n: v.clone().requires_grad_() for n, v in theta_j.items()}
             grads = torch.autograd.grad(
-                inner_loss_fn(M.predict(model, p, sx), sy),
+                inner_loss_fn(maml.predict(model, p, sx), sy),
                 list(p.values()),
                 create_graph=True,
             )
@@ -315,10 +315,10 @@ def explicit_meta_gradient(
     model: nn.Module,
     batch: Any,
     *,
-    loss_fn: M.LossFn,
+    loss_fn: maml.LossFn,
     inner_steps: int = 1,
     alpha: float = 0.01,
-    inner_loss_fn: M.LossFn | None = None,
+    inner_loss_fn: maml.LossFn | None = None,
     max_params: int = 2000,
 ) -> torch.Tensor:
     r"""The k-step meta-gradient formula evaluated literally, as a flat vector:
@@ -351,12 +351,12 @@ def explicit_meta_gradient(
         thetas = _trajectory(model, sx, sy, inner_loss_fn, inner_steps, alpha)
         vecs = [flat(th) for th in thetas]
         g = torch.func.grad(
-            lambda v: loss_fn(M.predict(model, unflat(v), qx), qy)
+            lambda v: loss_fn(maml.predict(model, unflat(v), qx), qy)
         )(vecs[-1])
         jac = torch.eye(n_par, dtype=g.dtype)
         for v in vecs[:-1]:
             h = torch.func.hessian(
-                lambda w: inner_loss_fn(M.predict(model, unflat(w), sx), sy)
+                lambda w: inner_loss_fn(maml.predict(model, unflat(w), sx), sy)
             )(v)
             jac = jac @ (torch.eye(n_par, dtype=g.dtype) - alpha * h)
         contrib = jac @ g
@@ -368,10 +368,10 @@ def meta_gradients_three_ways(
     model: nn.Module,
     batch: Any,
     *,
-    loss_fn: M.LossFn,
+    loss_fn: maml.LossFn,
     inner_steps: int = 1,
     alpha: float = 0.01,
-    inner_loss_fn: M.LossFn | None = None,
+    inner_loss_fn: maml.LossFn | None = None,
 ) -> dict[str, torch.Tensor]:
     """Flat meta-gradients of one task batch: ``"autograd"`` (differentiating
     through the inner loop, :func:`mlkit.maml.meta_gradient`), ``"hvp"``
@@ -384,10 +384,10 @@ def meta_gradients_three_ways(
         inner_loss_fn=inner_loss_fn,
     )
     return {
-        "autograd": flat(M.meta_gradient(model, batch, **kw)),
+        "autograd": flat(maml.meta_gradient(model, batch, **kw)),
         "hvp": flat(hvp_meta_gradient(model, batch, **kw)),
         "first_order": flat(
-            M.meta_gradient(model, batch, first_order=True, **kw)
+            maml.meta_gradient(model, batch, first_order=True, **kw)
         ),
     }
 
@@ -422,20 +422,22 @@ def first_order_drift(
     torch.manual_seed(_check_int("seed", seed, 0))
     model = SinusoidMLP(hidden).double()
     probe = to_double(
-        D.sample_sinusoid_tasks(meta_batch, k_shot, k_shot, seed=seed + 10_000)
+        data.sample_sinusoid_tasks(
+            meta_batch, k_shot, k_shot, seed=seed + 10_000
+        )
     )
 
     def sample(rng: np.random.Generator) -> Any:
         return to_double(
-            D.sample_sinusoid_tasks(meta_batch, k_shot, k_shot, seed=rng)
+            data.sample_sinusoid_tasks(meta_batch, k_shot, k_shot, seed=rng)
         )
 
     rows, state = [], None
-    kw = dict(loss_fn=M.mse_loss, inner_steps=inner_steps, alpha=alpha)
+    kw = dict(loss_fn=maml.mse_loss, inner_steps=inner_steps, alpha=alpha)
     for stop in range(0, iterations + 1, every):
         if stop > 0:
             saved: dict[str, Any] = {}
-            M.meta_train(
+            maml.meta_train(
                 model,
                 sample,
                 iterations=stop,
@@ -452,7 +454,7 @@ def first_order_drift(
         g = meta_gradients_three_ways(model, probe, **kw)
         fo = gradient_agreement(g["first_order"], g["autograd"])
         hv = gradient_agreement(g["hvp"], g["autograd"])
-        loss = float(M.query_loss(model, probe, **kw)[0].mean().detach())
+        loss = float(maml.query_loss(model, probe, **kw)[0].mean().detach())
         rows.append(
             {
                 "iteration": stop,
@@ -748,10 +750,10 @@ def train_linear_maml(
     )[1:]
     for stop in stops:
         saved: dict[str, Any] = {}
-        M.meta_train(
+        maml.meta_train(
             model,
             lambda rng: tasks,
-            loss_fn=M.mse_loss,
+            loss_fn=maml.mse_loss,
             iterations=int(stop),
             inner_steps=inner_steps,
             alpha=alpha,
@@ -852,24 +854,24 @@ def meta_gradient_cost(
     _check_int("repeats", repeats, 1)
     torch.manual_seed(_check_int("seed", seed, 0))
     model = SinusoidMLP(hidden)
-    batch = D.sample_sinusoid_tasks(meta_batch, k_shot, k_shot, seed=seed)
+    batch = data.sample_sinusoid_tasks(meta_batch, k_shot, k_shot, seed=seed)
     rows = []
     for k in steps:
         for order in ("second", "first"):
             kw = dict(
-                loss_fn=M.mse_loss,
+                loss_fn=maml.mse_loss,
                 inner_steps=k,
                 alpha=alpha,
                 first_order=order == "first",
                 batched=True,
             )
             _, nbytes = autograd_peak_bytes(
-                lambda: M.meta_gradient(model, batch, **kw)
+                lambda: maml.meta_gradient(model, batch, **kw)
             )
             times = []
             for _ in range(repeats):
                 t0 = time.perf_counter()
-                M.meta_gradient(model, batch, **kw)
+                maml.meta_gradient(model, batch, **kw)
                 times.append(time.perf_counter() - t0)
             rows.append(
                 {

@@ -402,7 +402,7 @@ def live_widget(
     Each change calls ``fn`` with the current values and shows the returned
     Figure.
     """
-    import ipywidgets as w
+    import ipywidgets
     import matplotlib.pyplot as plt
     from IPython.display import display
 
@@ -414,19 +414,21 @@ def live_widget(
         plt.close(fig)
 
     controls = {
-        s.name: w.SelectionSlider(
+        s.name: ipywidgets.SelectionSlider(
             options=[(s.format(v), v) for v in s.values],
             value=s.values[s.index],
             description=s.text,
             continuous_update=False,
             style={"description_width": "initial"},
-            layout=w.Layout(width="32em"),
+            layout=ipywidgets.Layout(width="32em"),
         )
         for s in sliders
     }
-    ui = w.interactive(show, **controls)
+    ui = ipywidgets.interactive(show, **controls)
     if title:
-        return w.VBox([w.HTML(f"<b>{html.escape(title)}</b>"), ui])
+        return ipywidgets.VBox(
+            [ipywidgets.HTML(f"<b>{html.escape(title)}</b>"), ui]
+        )
     return ui
 
 

@@ -35,8 +35,13 @@ def shown_text(output: dict) -> str:
         return _text(output.get("text"))
     if kind in ("execute_result", "display_data"):
         data = output.get("data", {})
-        rich = {"text/html", "image/png", "image/svg+xml", "text/markdown",
-                "application/vnd.jupyter.widget-view+json"}
+        rich = {
+            "text/html",
+            "image/png",
+            "image/svg+xml",
+            "text/markdown",
+            "application/vnd.jupyter.widget-view+json",
+        }
         if rich & set(data):
             return ""
         return _text(data.get("text/plain"))
@@ -73,17 +78,37 @@ def test_every_line_fits_the_page(notebook):
     wide = wide_lines(notebook)
     assert not wide, (
         f"{len(wide)} line(s) of {notebook.name} are wider than {WIDTH} "
-        "characters:\n" + "\n".join(wide[:20]))
+        "characters:\n" + "\n".join(wide[:20])
+    )
 
 
 def test_the_checker_sees_a_wide_line(tmp_path):
-    cell = {"cell_type": "code", "metadata": {}, "source": "x = 1\n" + "y" * 80,
-            "outputs": [{"output_type": "stream", "name": "stdout",
-                         "text": "z" * 90 + "\nshort\n"}],
-            "execution_count": 1}
+    cell = {
+        "cell_type": "code",
+        "metadata": {},
+        "source": "x = 1\n" + "y" * 80,
+        "outputs": [
+            {
+                "output_type": "stream",
+                "name": "stdout",
+                "text": "z" * 90 + "\nshort\n",
+            }
+        ],
+        "execution_count": 1,
+    }
     notebook = tmp_path / "01_wide.ipynb"
-    notebook.write_text(json.dumps({"cells": [cell], "metadata": {},
-                                    "nbformat": 4, "nbformat_minor": 5}))
+    notebook.write_text(
+        json.dumps(
+            {
+                "cells": [cell],
+                "metadata": {},
+                "nbformat": 4,
+                "nbformat_minor": 5,
+            }
+        )
+    )
     found = wide_lines(notebook)
     assert [line.split(":")[0] for line in found] == [
-        "cell 0 source (80)", "cell 0 output (90)"]
+        "cell 0 source (80)",
+        "cell 0 output (90)",
+    ]

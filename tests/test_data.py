@@ -17,18 +17,18 @@ import numpy as np
 import pytest
 import torch
 
-from mlkit import data as D
+from mlkit import data
 
 
 def _need(*needs: str, extra: tuple[str, ...] = ()) -> None:
     """Skip unless each need has one of its files (and each ``extra`` file)
     in the Omniglot folder of the data root."""
-    folder = D.omniglot_dir()
-    absent = [" or ".join(f.name for f in D.DATA_FILES.values()
+    folder = data.omniglot_dir()
+    absent = [" or ".join(f.name for f in data.DATA_FILES.values()
                           if f.need == need)
               for need in needs
               if not any((folder / f.name).is_file()
-                         for f in D.DATA_FILES.values() if f.need == need)]
+                         for f in data.DATA_FILES.values() if f.need == need)]
     absent += [name for name in extra if not (folder / name).is_file()]
     if absent:
         pytest.skip(f"{'; '.join(absent)} not in {folder} (set MLKIT_DATA)")
@@ -38,14 +38,14 @@ def _need(*needs: str, extra: tuple[str, ...] = ()) -> None:
 def root():
     """The data root, holding both Omniglot subsets (else skip)."""
     _need("background", "evaluation")
-    return D.data_root()
+    return data.data_root()
 
 
-def _toy_pool(n_chars: int = 6, size: int = 8) -> D.ClassPool:
+def _toy_pool(n_chars: int = 6, size: int = 8) -> data.ClassPool:
     rng = np.random.default_rng(0)
     images = (rng.random((n_chars, 20, size, size)) < 0.2).astype(np.float32)
     n = n_chars
-    return D.ClassPool("toy", images, np.arange(1, n + 1),
+    return data.ClassPool("toy", images, np.arange(1, n + 1),
                        np.tile(np.arange(n), 2), np.repeat([0, 1], n))
 
 
@@ -53,7 +53,7 @@ def _toy_pool(n_chars: int = 6, size: int = 8) -> D.ClassPool:
 
 
 def test_sinusoid_shapes_dtypes_and_ranges():
-    t = D.sample_sinusoid_tasks(50, 5, 10, seed=0)
+    t = data.sample_sinusoid_tasks(50, 5, 10, seed=0)
     assert t.support_x.shape == (50, 5, 1) and t.query_x.shape == (50, 10, 1)
     assert t.support_y.dtype == torch.float32
     assert t.amplitude.min() >= 0.1 and t.amplitude.max() <= 5.0
@@ -67,14 +67,14 @@ def test_sinusoid_shapes_dtypes_and_ranges():
 
 
 def test_sinusoid_seed_reproduces():
-    a = D.sample_sinusoid_tasks(4, 5, seed=7)
-    b = D.sample_sinusoid_tasks(4, 5, seed=7)
-    c = D.sample_sinusoid_tasks(4, 5, seed=8)
+    a = data.sample_sinusoid_tasks(4, 5, seed=7)
+    b = data.sample_sinusoid_tasks(4, 5, seed=7)
+    c = data.sample_sinusoid_tasks(4, 5, seed=8)
     assert torch.equal(a.support_x, b.support_x)
     assert torch.equal(a.query_y, b.query_y)
     assert not torch.equal(a.support_x, c.support_x)
     assert a.query_x.shape == (4, 5, 1)  # n_query defaults to k_shot
-    g = D.sample_sinusoid_tasks(4, 5, seed=np.random.default_rng(7))
+    g = data.sample_sinusoid_tasks(4, 5, seed=np.random.default_rng(7))
     assert torch.equal(g.support_x, a.support_x)
 
 
@@ -89,12 +89,12 @@ def test_sinusoid_seed_reproduces():
 def test_sinusoid_bad_counts(kw, name):
     args = {"n_tasks": 2, "k_shot": 5, **kw}
     with pytest.raises(ValueError, match=name):
-        D.sample_sinusoid_tasks(**args)
+        data.sample_sinusoid_tasks(**args)
 
 
 @pytest.mark.parametrize("i", [-1, 2, 1.0, True])
 def test_sinusoid_task_index_checked(i):
-    t = D.sample_sinusoid_tasks(2, 3, seed=0)
+    t = data.sample_sinusoid_tasks(2, 3, seed=0)
     with pytest.raises(ValueError, match="i must"):
         t.task(i)
 
@@ -103,61 +103,63 @@ def test_sinusoid_task_index_checked(i):
 
 
 def test_load_shapes_and_ink_convention(root):
-    x, ids = D.load_omniglot("background", root=root)
+    x, ids = data.load_omniglot("background", root=root)
     assert x.shape == (964, 20, 28, 28) and x.dtype == np.float32
     assert ids[0] == 1 and ids[-1] == 964
     assert 0.0 <= x.min() and x.max() <= 1.0
     assert x.mean() < 0.2  # mostly background (0), a little ink (1)
-    ev, ev_ids = D.load_omniglot("evaluation", root=root)
+    ev, ev_ids = data.load_omniglot("evaluation", root=root)
     assert ev.shape == (659, 20, 28, 28)
     assert ev_ids[0] == 965 and ev_ids[-1] == 1623
 
 
 def test_default_root_is_mlkit_data(root):
     # No root argument: the loader reads $MLKIT_DATA as the tests do.
-    x, _ = D.load_omniglot("evaluation")
-    y, _ = D.load_omniglot("evaluation", root=root)
+    x, _ = data.load_omniglot("evaluation")
+    y, _ = data.load_omniglot("evaluation", root=root)
     assert x is y
 
 
 def test_zip_parser_matches_npz():
     _need(extra=("images_background_small1.zip", "images_background.npz"))
-    folder = D.omniglot_dir()
-    images, ids = D.read_omniglot_zip(folder
+    folder = data.omniglot_dir()
+    images, ids = data.read_omniglot_zip(folder
                                       / "images_background_small1.zip")
     assert images.dtype == bool and images.shape[1:] == (20, 105, 105)
     with np.load(folder / "images_background.npz") as d:
         npz = d["images"]
     assert np.array_equal(npz[ids - 1], images)
-    assert {D.alphabet_of(int(i)) for i in ids} == {
+    assert {data.alphabet_of(int(i)) for i in ids} == {
         "Balinese", "Early Aramaic", "Greek", "Korean", "Latin"}
 
 
 def test_full_size_kept_for_display(root):
-    one = D.character_images(1, root=root)
+    one = data.character_images(1, root=root)
     assert one.shape == (20, 105, 105) and set(np.unique(one)) <= {0.0, 1.0}
-    small = D.character_images(1, root=root, size=28)
-    x, _ = D.load_omniglot("background", root=root)
+    small = data.character_images(1, root=root, size=28)
+    x, _ = data.load_omniglot("background", root=root)
     np.testing.assert_array_equal(small, x[0])
-    last = D.character_images(np.int64(1623), root=root, size=28)
-    ev, _ = D.load_omniglot("evaluation", root=root)
+    last = data.character_images(np.int64(1623), root=root, size=28)
+    ev, _ = data.load_omniglot("evaluation", root=root)
     np.testing.assert_array_equal(last, ev[-1])
 
 
 def test_alphabets():
-    assert D.alphabet_of(1) == "Arcadian" and D.alphabet_of(26) == "Arcadian"
-    assert D.alphabet_of(27) == "Armenian"
-    assert D.alphabet_of(964) == "Tifinagh"
-    assert D.alphabet_of(965) == "Angelic" and D.alphabet_of(1623) == "ULOG"
-    assert D.alphabet_of(np.int64(1)) == "Arcadian"
-    assert len(D.ALPHABETS) == 50
+    assert (data.alphabet_of(1) == "Arcadian"
+            and data.alphabet_of(26) == "Arcadian")
+    assert data.alphabet_of(27) == "Armenian"
+    assert data.alphabet_of(964) == "Tifinagh"
+    assert (data.alphabet_of(965) == "Angelic"
+            and data.alphabet_of(1623) == "ULOG")
+    assert data.alphabet_of(np.int64(1)) == "Arcadian"
+    assert len(data.ALPHABETS) == 50
 
 
 @pytest.mark.parametrize("bad", [0, 1624, -3, True, 2.5, float("nan"), "3",
                                  None])
 def test_alphabet_of_bad_id(bad):
     with pytest.raises(ValueError, match="char_id"):
-        D.alphabet_of(bad)
+        data.alphabet_of(bad)
 
 
 @pytest.mark.parametrize("kw,name", [
@@ -170,7 +172,7 @@ def test_alphabet_of_bad_id(bad):
 ])
 def test_load_omniglot_bad_input(kw, name):
     with pytest.raises(ValueError, match=name):
-        D.load_omniglot(**kw)
+        data.load_omniglot(**kw)
 
 
 @pytest.mark.parametrize("args,kw,name", [
@@ -182,7 +184,7 @@ def test_load_omniglot_bad_input(kw, name):
 ])
 def test_character_images_bad_input(args, kw, name):
     with pytest.raises(ValueError, match=name):
-        D.character_images(*args, **kw)
+        data.character_images(*args, **kw)
 
 
 @pytest.mark.parametrize("kw,name", [
@@ -197,7 +199,7 @@ def test_character_images_bad_input(args, kw, name):
 ])
 def test_omniglot_classes_bad_input(kw, name):
     with pytest.raises(ValueError, match=name):
-        D.omniglot_classes(**kw)
+        data.omniglot_classes(**kw)
 
 
 @pytest.mark.parametrize("kw,name", [
@@ -207,15 +209,15 @@ def test_omniglot_classes_bad_input(kw, name):
 ])
 def test_load_lake_runs_bad_input(kw, name):
     with pytest.raises(ValueError, match=name):
-        D.load_lake_runs(**kw)
+        data.load_lake_runs(**kw)
 
 
 # ---------------------------------------------------------------- splits
 
 
 def test_lake_split_by_alphabet(root):
-    bg = D.omniglot_classes("background", root=root)
-    ev = D.omniglot_classes("evaluation", root=root)
+    bg = data.omniglot_classes("background", root=root)
+    ev = data.omniglot_classes("evaluation", root=root)
     assert len(bg) == 964 and len(ev) == 659
     bg_alph = {bg.alphabet(c) for c in range(len(bg))}
     ev_alph = {ev.alphabet(c) for c in range(len(ev))}
@@ -224,19 +226,19 @@ def test_lake_split_by_alphabet(root):
 
 
 def test_finn_split_with_rotations(root):
-    tr = D.omniglot_classes("finn-train", root=root)
-    te = D.omniglot_classes("finn-test", root=root)
+    tr = data.omniglot_classes("finn-train", root=root)
+    te = data.omniglot_classes("finn-test", root=root)
     assert len(tr.char_ids) == 1200 and len(te.char_ids) == 423
     assert len(tr) == 4800 and len(te) == 1692
     assert not set(tr.char_ids) & set(te.char_ids)
     # class c + 1200 is the same character as class c, turned a quarter
     a, b = tr.drawings(5, [0, 1]), tr.drawings(5 + 1200, [0, 1])
     np.testing.assert_array_equal(np.rot90(a, 1, axes=(-2, -1)), b)
-    again = D.omniglot_classes("finn-train", root=root)
+    again = data.omniglot_classes("finn-train", root=root)
     assert np.array_equal(again.char_ids, tr.char_ids)  # fixed by its seed
     # each class's images are those of its character
-    bg, _ = D.load_omniglot("background", root=root)
-    ev, _ = D.load_omniglot("evaluation", root=root)
+    bg, _ = data.load_omniglot("background", root=root)
+    ev, _ = data.load_omniglot("evaluation", root=root)
     full = np.concatenate([bg, ev])
     for c in (0, 599, 1199):
         cid = int(tr.char_ids[c])
@@ -245,64 +247,66 @@ def test_finn_split_with_rotations(root):
 
 
 def test_validation_split_partitions_background_by_alphabet():
-    val = D.split_char_ids("validation")
-    train = D.split_char_ids("background-train")
-    bg = D.split_char_ids("background")
+    val = data.split_char_ids("validation")
+    train = data.split_char_ids("background-train")
+    bg = data.split_char_ids("background")
     assert not set(val) & set(train)
     assert np.array_equal(np.sort(np.concatenate([val, train])), bg)
-    val_alph = {D.alphabet_of(int(i)) for i in val}
-    train_alph = {D.alphabet_of(int(i)) for i in train}
-    assert val_alph == set(D.VALIDATION_ALPHABETS) and len(val_alph) == 5
+    val_alph = {data.alphabet_of(int(i)) for i in val}
+    train_alph = {data.alphabet_of(int(i)) for i in train}
+    assert val_alph == set(data.VALIDATION_ALPHABETS) and len(val_alph) == 5
     assert len(train_alph) == 25 and not val_alph & train_alph
     # whole alphabets: every id of a held-out alphabet is held out
-    for name, first, last in D.ALPHABETS[:30]:
+    for name, first, last in data.ALPHABETS[:30]:
         ids = set(range(first, last + 1))
         assert ids <= set(val) or ids <= set(train), name
     # the documented derivation of the five alphabets
     pick = np.sort(np.random.default_rng(0).permutation(30)[:5])
-    assert tuple(D.ALPHABETS[i][0] for i in pick) == D.VALIDATION_ALPHABETS
+    assert (tuple(data.ALPHABETS[i][0] for i in pick)
+            == data.VALIDATION_ALPHABETS)
     assert len(val) == 135 and len(train) == 829
 
 
 def test_split_char_ids_and_shared_characters():
-    for split in D.SPLITS:
-        ids = D.split_char_ids(split)
+    for split in data.SPLITS:
+        ids = data.split_char_ids(split)
         assert ids.dtype == np.int64 and np.all(np.diff(ids) > 0)
         assert ids.min() >= 1 and ids.max() <= 1623
-    assert D.shared_characters("finn-train", "finn-test") == 0
-    assert D.shared_characters("background-train", "validation") == 0
-    assert D.shared_characters("background", "validation") == 135
-    assert D.shared_characters("background", "evaluation") == 0
-    assert 0 < D.shared_characters("finn-train", "evaluation") < 659
-    assert D.shared_characters("finn-test", "finn-test", seed=3) == 423
-    a, b = D.split_char_ids("finn-train"), D.split_char_ids("finn-train", 1)
+    assert data.shared_characters("finn-train", "finn-test") == 0
+    assert data.shared_characters("background-train", "validation") == 0
+    assert data.shared_characters("background", "validation") == 135
+    assert data.shared_characters("background", "evaluation") == 0
+    assert 0 < data.shared_characters("finn-train", "evaluation") < 659
+    assert data.shared_characters("finn-test", "finn-test", seed=3) == 423
+    a, b = (data.split_char_ids("finn-train"),
+            data.split_char_ids("finn-train", 1))
     assert not np.array_equal(a, b)
     with pytest.raises(ValueError, match="split"):
-        D.split_char_ids("test")
+        data.split_char_ids("test")
     with pytest.raises(ValueError, match="seed"):
-        D.split_char_ids("finn-test", seed=-2)
+        data.split_char_ids("finn-test", seed=-2)
     with pytest.raises(ValueError, match="split"):
-        D.shared_characters("finn-train", "nope")
+        data.shared_characters("finn-train", "nope")
 
 
-@pytest.mark.parametrize("split,seed", [(s, 0) for s in D.SPLITS]
+@pytest.mark.parametrize("split,seed", [(s, 0) for s in data.SPLITS]
                          + [("finn-train", 1), ("finn-test", 1)])
 def test_split_char_ids_match_pools(root, split, seed):
-    pool = D.omniglot_classes(split, root=root, seed=seed)
-    assert np.array_equal(pool.char_ids, D.split_char_ids(split, seed))
+    pool = data.omniglot_classes(split, root=root, seed=seed)
+    assert np.array_equal(pool.char_ids, data.split_char_ids(split, seed))
     assert pool.images.shape[0] == len(pool.char_ids)
 
 
 def test_validation_pools(root):
-    val = D.omniglot_classes("validation", root=root)
-    tr = D.omniglot_classes("background-train", root=root)
+    val = data.omniglot_classes("validation", root=root)
+    tr = data.omniglot_classes("background-train", root=root)
     assert len(val) == 135 and len(tr) == 829  # no rotations by default
-    bg, _ = D.load_omniglot("background", root=root)
+    bg, _ = data.load_omniglot("background", root=root)
     np.testing.assert_array_equal(val.drawings(0, range(20)),
                                   bg[val.char_ids[0] - 1])
     assert {val.alphabet(c) for c in range(len(val))} == set(
-        D.VALIDATION_ALPHABETS)
-    assert len(D.omniglot_classes("validation", root=root,
+        data.VALIDATION_ALPHABETS)
+    assert len(data.omniglot_classes("validation", root=root,
                                   rotations=True)) == 4 * 135
 
 
@@ -310,8 +314,8 @@ def test_validation_pools(root):
 
 
 def test_episode_shapes_labels_and_disjoint_drawings(root):
-    pool = D.omniglot_classes("evaluation", root=root)
-    ep = D.sample_episode(pool, 5, 3, 4, seed=0)
+    pool = data.omniglot_classes("evaluation", root=root)
+    ep = data.sample_episode(pool, 5, 3, 4, seed=0)
     assert ep.support_x.shape == (15, 1, 28, 28)
     assert ep.query_x.shape == (20, 1, 28, 28)
     assert ep.support_x.dtype == torch.float32
@@ -334,13 +338,13 @@ def test_episode_shapes_labels_and_disjoint_drawings(root):
 
 
 def test_episode_seed_reproduces(root):
-    pool = D.omniglot_classes("background", root=root)
-    a = D.sample_episode(pool, 5, 1, 2, seed=3)
-    b = D.sample_episode(pool, 5, 1, 2, seed=3)
+    pool = data.omniglot_classes("background", root=root)
+    a = data.sample_episode(pool, 5, 1, 2, seed=3)
+    b = data.sample_episode(pool, 5, 1, 2, seed=3)
     assert np.array_equal(a.classes, b.classes)
     assert torch.equal(a.query_x, b.query_x)
-    s1 = D.EpisodeSampler(pool, 5, 1, 15, seed=1)
-    s2 = D.EpisodeSampler(pool, 5, 1, 15, seed=1)
+    s1 = data.EpisodeSampler(pool, 5, 1, 15, seed=1)
+    s2 = data.EpisodeSampler(pool, 5, 1, 15, seed=1)
     b1, b2 = s1.batch(4), s2.batch(4)
     assert b1.support_x.shape == (4, 5, 1, 28, 28)
     assert b1.query_y.shape == (4, 75)
@@ -351,9 +355,9 @@ def test_episode_seed_reproduces(root):
 
 def test_toy_pool_episodes_need_no_data():
     pool = _toy_pool()
-    ep = D.sample_episode(pool, 3, 2, 1, seed=np.random.default_rng(0))
+    ep = data.sample_episode(pool, 3, 2, 1, seed=np.random.default_rng(0))
     assert ep.support_x.shape == (6, 1, 8, 8)
-    batch = D.EpisodeSampler(pool, 4, 1, 3, seed=np.int64(2)).batch(2)
+    batch = data.EpisodeSampler(pool, 4, 1, 3, seed=np.int64(2)).batch(2)
     assert batch.query_x.shape == (2, 12, 1, 8, 8)
     # class c + 6 is class c turned a quarter
     np.testing.assert_array_equal(
@@ -373,26 +377,26 @@ def test_toy_pool_episodes_need_no_data():
 def test_episode_bad_input(args, name):
     pool = _toy_pool()  # 12 classes
     with pytest.raises(ValueError, match=name):
-        D.sample_episode(pool, *args)
+        data.sample_episode(pool, *args)
     with pytest.raises(ValueError, match=name):
-        D.EpisodeSampler(pool, *args)
+        data.EpisodeSampler(pool, *args)
 
 
 @pytest.mark.parametrize("seed", [-1, 2.5, "x", True])
 def test_episode_bad_seed(seed):
     pool = _toy_pool()
     with pytest.raises(ValueError, match="seed"):
-        D.sample_episode(pool, 2, 1, 1, seed=seed)
+        data.sample_episode(pool, 2, 1, 1, seed=seed)
     with pytest.raises(ValueError, match="seed"):
-        D.EpisodeSampler(pool, 2, 1, 1, seed=seed)
+        data.EpisodeSampler(pool, 2, 1, 1, seed=seed)
 
 
 def test_episode_bad_pool_and_batch():
     with pytest.raises(ValueError, match="pool"):
-        D.sample_episode(None, 2, 1, 1)
+        data.sample_episode(None, 2, 1, 1)
     with pytest.raises(ValueError, match="pool"):
-        D.EpisodeSampler([1, 2, 3], 2, 1, 1)
-    sampler = D.EpisodeSampler(_toy_pool(), 2, 1, 1)
+        data.EpisodeSampler([1, 2, 3], 2, 1, 1)
+    sampler = data.EpisodeSampler(_toy_pool(), 2, 1, 1)
     for bad in (0, -1, 1.5, True):
         with pytest.raises(ValueError, match="n_tasks"):
             sampler.batch(bad)
@@ -415,7 +419,7 @@ def test_drawings_bad_index_is_value_error(cls, which, name):
 
 def test_lake_runs():
     _need("lake-runs")
-    runs = D.load_lake_runs()
+    runs = data.load_lake_runs()
     assert len(runs) == 20
     for ep in runs:
         assert ep.support_x.shape == (20, 1, 28, 28)
@@ -425,7 +429,7 @@ def test_lake_runs():
         assert sorted(ep.query_y.tolist()) == list(range(20))
         assert ep.query_y.dtype == torch.int64
     assert runs[0].query_y[0].item() == 7  # run01: item01 -> class08
-    full = D.load_lake_runs(size=None)
+    full = data.load_lake_runs(size=None)
     assert full[0].support_x.shape == (20, 1, 105, 105)
 
 
@@ -438,36 +442,37 @@ WILD = [None, -1, 0, True, False, 1.5, -0.5, math.nan, math.inf, -math.inf,
 def _targets(root):
     pool = _toy_pool()
     return {
-        "sample_sinusoid_tasks": (D.sample_sinusoid_tasks, (3, 2),
+        "sample_sinusoid_tasks": (data.sample_sinusoid_tasks, (3, 2),
                                   {"n_query": 2, "seed": 0}),
-        "SinusoidTasks.task": (D.sample_sinusoid_tasks(2, 2).task, (0,), {}),
-        "sample_episode": (D.sample_episode, (pool, 2, 1, 1), {"seed": 0}),
-        "EpisodeSampler": (D.EpisodeSampler, (pool, 2, 1, 1), {"seed": 0}),
-        "EpisodeSampler.batch": (D.EpisodeSampler(pool, 2, 1, 1).batch,
+        "SinusoidTasks.task": (data.sample_sinusoid_tasks(2, 2).task, (0,),
+                               {}),
+        "sample_episode": (data.sample_episode, (pool, 2, 1, 1), {"seed": 0}),
+        "EpisodeSampler": (data.EpisodeSampler, (pool, 2, 1, 1), {"seed": 0}),
+        "EpisodeSampler.batch": (data.EpisodeSampler(pool, 2, 1, 1).batch,
                                  (2,), {}),
         "ClassPool.drawings": (pool.drawings, (0, [1, 2]), {}),
         "ClassPool.alphabet": (pool.alphabet, (0,), {}),
-        "omniglot_classes": (D.omniglot_classes, ("background",),
+        "omniglot_classes": (data.omniglot_classes, ("background",),
                              {"size": 28, "rotations": None, "seed": 0,
                               "root": root}),
-        "load_omniglot": (D.load_omniglot, ("background",),
+        "load_omniglot": (data.load_omniglot, ("background",),
                           {"size": 28, "download": False, "verify": True,
                            "root": root}),
-        "character_images": (D.character_images, (5,),
+        "character_images": (data.character_images, (5,),
                              {"size": None, "download": False,
                               "verify": True, "root": root}),
-        "alphabet_of": (D.alphabet_of, (5,), {}),
-        "split_char_ids": (D.split_char_ids, ("validation", 0), {}),
-        "shared_characters": (D.shared_characters,
+        "alphabet_of": (data.alphabet_of, (5,), {}),
+        "split_char_ids": (data.split_char_ids, ("validation", 0), {}),
+        "shared_characters": (data.shared_characters,
                               ("validation", "background"), {"seed": 0}),
-        "load_lake_runs": (D.load_lake_runs, (),
+        "load_lake_runs": (data.load_lake_runs, (),
                            {"size": 28, "download": False, "verify": True,
                             "root": root}),
-        "check_data": (D.check_data, (root,), {}),
-        "fetch_data": (D.fetch_data, (root,), {"progress": False}),
-        "read_omniglot_zip": (D.read_omniglot_zip, (root / "none.zip",),
+        "check_data": (data.check_data, (root,), {}),
+        "fetch_data": (data.fetch_data, (root,), {"progress": False}),
+        "read_omniglot_zip": (data.read_omniglot_zip, (root / "none.zip",),
                               {"verify": True}),
-        "data_root": (D.data_root, (root,), {}),
+        "data_root": (data.data_root, (root,), {}),
     }
 
 
@@ -477,7 +482,7 @@ def test_wild_arguments_give_value_or_data_errors(name, tmp_path,
     def offline(*a, **k):
         raise urllib.error.URLError("no network")
 
-    monkeypatch.setattr(D.urllib.request, "urlopen", offline)
+    monkeypatch.setattr(data.urllib.request, "urlopen", offline)
     monkeypatch.setenv("MLKIT_DATA", str(tmp_path))
     fn, args, kw = _targets(tmp_path)[name]
     slots = [(i, None) for i in range(len(args))] + [(None, k) for k in kw]
@@ -490,6 +495,6 @@ def test_wild_arguments_give_value_or_data_errors(name, tmp_path,
                 k[key] = wild
             try:
                 fn(*a, **k)
-            except (ValueError, D.DataMissingError) as e:
+            except (ValueError, data.DataMissingError) as e:
                 assert str(e)
     assert list(tmp_path.iterdir()) == []  # nothing created on the way

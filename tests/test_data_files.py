@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mlkit import data as D
+from mlkit import data
 
 NAMES = ("images_background.npz", "images_background.zip",
          "images_evaluation.npz", "images_evaluation.zip", "all_runs.zip")
@@ -31,20 +31,20 @@ NAMES = ("images_background.npz", "images_background.zip",
 @pytest.fixture
 def fresh():
     """Forget memoised digests and cached arrays before and after."""
-    D._clear_caches()
+    data._clear_caches()
     yield
-    D._clear_caches()
+    data._clear_caches()
 
 
 def _real(name: str) -> Path:
-    path = D.omniglot_dir() / name
+    path = data.omniglot_dir() / name
     if not path.is_file():
         pytest.skip(f"{name} not in {path.parent} (set MLKIT_DATA)")
     return path
 
 
-def _md5(data: bytes) -> str:
-    return hashlib.md5(data).hexdigest()
+def _md5(content: bytes) -> str:
+    return hashlib.md5(content).hexdigest()
 
 
 def _png(seed: int) -> bytes:
@@ -81,10 +81,10 @@ def _runs_zip(path: Path, runs=range(1, 21)) -> Path:
 
 def _serve(monkeypatch, name: str, src: Path, **kw) -> None:
     """Point DATA_FILES[name] at a local file, with its md5."""
-    entry = D.DATA_FILES[name]
+    entry = data.DATA_FILES[name]
     fields = {"url": src.as_uri(), "md5": _md5(src.read_bytes()),
               "sha256": None, "size": src.stat().st_size, **kw}
-    monkeypatch.setitem(D.DATA_FILES, name,
+    monkeypatch.setitem(data.DATA_FILES, name,
                         dataclasses.replace(entry, **fields))
 
 
@@ -95,7 +95,7 @@ def _offline(monkeypatch) -> list[str]:
         calls.append(url)
         raise urllib.error.URLError("no network")
 
-    monkeypatch.setattr(D.urllib.request, "urlopen", urlopen)
+    monkeypatch.setattr(data.urllib.request, "urlopen", urlopen)
     return calls
 
 
@@ -107,48 +107,48 @@ def _tree(folder: Path) -> list[str]:
 
 
 def test_registry_lists_each_file_and_need():
-    assert tuple(D.DATA_FILES) == NAMES
-    assert set(D.DATA_NEEDS) == {"background", "evaluation", "lake-runs"}
-    for name, f in D.DATA_FILES.items():
-        assert f.name == name and f.need in D.DATA_NEEDS and f.what
+    assert tuple(data.DATA_FILES) == NAMES
+    assert set(data.DATA_NEEDS) == {"background", "evaluation", "lake-runs"}
+    for name, f in data.DATA_FILES.items():
+        assert f.name == name and f.need in data.DATA_NEEDS and f.what
         assert f.md5 or f.sha256
         assert (f.url is None) == name.endswith(".npz")
         assert f.algorithm == ("sha256" if f.sha256 else "md5")
     for subset in ("background", "evaluation"):
-        z = D.DATA_FILES[f"images_{subset}.zip"]
-        assert z.url == D.OMNIGLOT_URLS[subset]
-        assert z.md5 == D.OMNIGLOT_MD5[subset] and z.need == subset
+        z = data.DATA_FILES[f"images_{subset}.zip"]
+        assert z.url == data.OMNIGLOT_URLS[subset]
+        assert z.md5 == data.OMNIGLOT_MD5[subset] and z.need == subset
         assert z.size is None  # not known here: not invented
-    runs = D.DATA_FILES["all_runs.zip"]
-    assert runs.url == D.LAKE_RUNS_URL and runs.need == "lake-runs"
-    assert runs.sha256 == D.LAKE_RUNS_SHA256
+    runs = data.DATA_FILES["all_runs.zip"]
+    assert runs.url == data.LAKE_RUNS_URL and runs.need == "lake-runs"
+    assert runs.sha256 == data.LAKE_RUNS_SHA256
 
 
 @pytest.mark.parametrize("name", [n for n in NAMES if n.endswith(".npz")]
                          + ["all_runs.zip"])
 def test_registry_matches_the_copies_present(name):
-    path, f = _real(name), D.DATA_FILES[name]
-    data = path.read_bytes()
-    assert len(data) == f.size
-    assert hashlib.sha256(data).hexdigest() == f.sha256
-    assert _md5(data) == f.md5
+    path, f = _real(name), data.DATA_FILES[name]
+    content = path.read_bytes()
+    assert len(content) == f.size
+    assert hashlib.sha256(content).hexdigest() == f.sha256
+    assert _md5(content) == f.md5
 
 
 # ---------------------------------------------------------------- check_data
 
 
 def test_check_data_reports_every_missing_need_at_once(tmp_path):
-    rows = D.check_data(tmp_path)
-    assert [r["need"] for r in rows] == list(D.DATA_NEEDS)
+    rows = data.check_data(tmp_path)
+    assert [r["need"] for r in rows] == list(data.DATA_NEEDS)
     for r in rows:
         assert r["status"] == "missing" and not r["present"]
         assert not r["verified"] and r["path"] is None
         assert r["folder"] == str(tmp_path / "omniglot")
         names = {o["name"] for o in r["options"]}
-        assert names == {n for n, f in D.DATA_FILES.items()
+        assert names == {n for n, f in data.DATA_FILES.items()
                          if f.need == r["need"]}
         for o in r["options"]:
-            f = D.DATA_FILES[o["name"]]
+            f = data.DATA_FILES[o["name"]]
             assert (o["url"], o["md5"], o["sha256"], o["size"]) == (
                 f.url, f.md5, f.sha256, f.size)
             assert o["name"] in r["message"]
@@ -159,7 +159,7 @@ def test_check_data_reports_every_missing_need_at_once(tmp_path):
 
 def test_check_data_with_env_var(tmp_path, monkeypatch):
     monkeypatch.setenv("MLKIT_DATA", str(tmp_path))
-    assert {r["folder"] for r in D.check_data()} == {
+    assert {r["folder"] for r in data.check_data()} == {
         str(tmp_path / "omniglot")}
 
 
@@ -168,23 +168,23 @@ def test_check_data_verifies_and_flags_corrupt(tmp_path, fresh):
     folder.mkdir()
     (folder / "all_runs.zip").write_bytes(b"not the runs")
     (folder / "images_evaluation.zip").write_bytes(b"not the archive")
-    rows = {r["need"]: r for r in D.check_data(tmp_path)}
+    rows = {r["need"]: r for r in data.check_data(tmp_path)}
     runs = rows["lake-runs"]
     assert runs["status"] == "corrupt" and runs["present"]
     assert not runs["verified"]
     assert runs["path"] == str(folder / "all_runs.zip")
     got = hashlib.sha256(b"not the runs").hexdigest()
-    assert got in runs["problem"] and D.LAKE_RUNS_SHA256 in runs["problem"]
+    assert got in runs["problem"] and data.LAKE_RUNS_SHA256 in runs["problem"]
     assert "CORRUPT" in runs["message"]
     ev = rows["evaluation"]
     assert ev["status"] == "corrupt" and ev["file"] == "images_evaluation.zip"
-    assert D.OMNIGLOT_MD5["evaluation"] in ev["problem"]
+    assert data.OMNIGLOT_MD5["evaluation"] in ev["problem"]
     assert rows["background"]["status"] == "missing"
 
 
 def test_check_data_on_the_real_copy(fresh):
     _real("images_background.npz")
-    rows = D.check_data()
+    rows = data.check_data()
     by_need = {r["need"]: r for r in rows}
     bg = by_need["background"]
     assert bg["status"] == "verified" and bg["verified"] and bg["present"]
@@ -199,16 +199,16 @@ def test_fetch_offline_names_every_file_and_leaves_nothing(tmp_path,
                                                            monkeypatch):
     calls = _offline(monkeypatch)
     root = tmp_path / "data"
-    with pytest.raises(D.DataMissingError) as err:
-        D.fetch_data(root, progress=False)
+    with pytest.raises(data.DataMissingError) as err:
+        data.fetch_data(root, progress=False)
     msg = str(err.value)
     for name in ("images_background.zip", "images_evaluation.zip",
                  "all_runs.zip"):
-        assert name in msg and D.DATA_FILES[name].url in msg
+        assert name in msg and data.DATA_FILES[name].url in msg
     assert str(root / "omniglot") in msg and "MLKIT_DATA" in msg
     assert "no network" in msg and len(msg.splitlines()) <= 6
     assert isinstance(err.value, FileNotFoundError)
-    assert calls == [D.DATA_FILES["images_background.zip"].url]  # one try
+    assert calls == [data.DATA_FILES["images_background.zip"].url]  # one try
     assert not root.exists()  # no empty folders left behind
     assert _tree(tmp_path) == []
 
@@ -223,16 +223,16 @@ def test_fetch_downloads_what_is_missing(tmp_path, monkeypatch, fresh):
     _serve(monkeypatch, "all_runs.zip", _runs_zip(src / "runs.zip"))
     root = tmp_path / "a" / "b"
     folder = root / "omniglot"
-    got = D.fetch_data(root, progress=False)
+    got = data.fetch_data(root, progress=False)
     assert got == [folder / n for n in ("images_background.zip",
                                         "images_evaluation.zip",
                                         "all_runs.zip")]
     assert (folder / "all_runs.zip").read_bytes() == (
         src / "runs.zip").read_bytes()
     assert sorted(os.listdir(folder)) == sorted(p.name for p in got)
-    assert all(r["status"] == "verified" for r in D.check_data(root))
-    assert D.fetch_data(root, progress=False) == []  # nothing missing now
-    runs = D.load_lake_runs(root=root)  # the served file checks out
+    assert all(r["status"] == "verified" for r in data.check_data(root))
+    assert data.fetch_data(root, progress=False) == []  # nothing missing now
+    runs = data.load_lake_runs(root=root)  # the served file checks out
     assert len(runs) == 20 and runs[0].query_y[0].item() == 1
 
 
@@ -240,17 +240,17 @@ def test_fetch_keeps_what_it_got_and_names_what_failed(tmp_path,
                                                        monkeypatch):
     src = _runs_zip(tmp_path / "runs.zip", runs=[1])
     _serve(monkeypatch, "all_runs.zip", src)
-    real = D.urllib.request.urlopen
+    real = data.urllib.request.urlopen
 
     def urlopen(url, *a, **k):
         if url.startswith("file:"):
             return real(url, *a, **k)
         raise urllib.error.HTTPError(url, 404, "Not Found", {}, None)
 
-    monkeypatch.setattr(D.urllib.request, "urlopen", urlopen)
+    monkeypatch.setattr(data.urllib.request, "urlopen", urlopen)
     root = tmp_path / "root"
-    with pytest.raises(D.DataMissingError) as err:
-        D.fetch_data(root, progress=False)
+    with pytest.raises(data.DataMissingError) as err:
+        data.fetch_data(root, progress=False)
     msg = str(err.value)
     assert "images_background.zip" in msg and "images_evaluation.zip" in msg
     assert "404" in msg and "all_runs.zip" not in msg
@@ -264,8 +264,8 @@ def test_fetch_rejects_a_corrupt_download(tmp_path, monkeypatch):
     for name in ("images_background.zip", "images_evaluation.zip"):
         _serve(monkeypatch, name, tmp_path / "r.zip", md5="0" * 32)
     root = tmp_path / "root"
-    with pytest.raises(D.DataMissingError, match="md5"):
-        D.fetch_data(root, progress=False)
+    with pytest.raises(data.DataMissingError, match="md5"):
+        data.fetch_data(root, progress=False)
     assert not root.exists()
 
 
@@ -276,8 +276,8 @@ def test_fetch_never_overwrites_a_corrupt_file(tmp_path, monkeypatch,
     (folder / "images_background.npz").write_bytes(b"junk")
     (folder / "images_evaluation.npz").write_bytes(b"junk")
     _serve(monkeypatch, "all_runs.zip", _runs_zip(tmp_path / "r.zip", [1]))
-    with pytest.raises(D.DataCorruptError) as err:
-        D.fetch_data(tmp_path, progress=False)
+    with pytest.raises(data.DataCorruptError) as err:
+        data.fetch_data(tmp_path, progress=False)
     assert "images_background.npz" in str(err.value)
     assert "images_evaluation.npz" in str(err.value)
     assert (folder / "images_background.npz").read_bytes() == b"junk"
@@ -288,10 +288,10 @@ def test_fetch_never_overwrites_a_corrupt_file(tmp_path, monkeypatch,
                                      ({"root": 3}, "root")])
 def test_check_and_fetch_bad_input(kw, name):
     with pytest.raises(ValueError, match=name):
-        D.fetch_data(**kw)
+        data.fetch_data(**kw)
     if "root" in kw:
         with pytest.raises(ValueError, match=name):
-            D.check_data(**kw)
+            data.check_data(**kw)
 
 
 # ---------------------------------------------------------------- download
@@ -301,28 +301,28 @@ def test_download_is_atomic_and_checks_md5(tmp_path):
     src = tmp_path / "src.bin"
     src.write_bytes(os.urandom(3000))
     dest = tmp_path / "omniglot" / "a.zip"
-    assert D.download_file(src.as_uri(), dest, md5=_md5(src.read_bytes()),
+    assert data.download_file(src.as_uri(), dest, md5=_md5(src.read_bytes()),
                            progress=False) == dest
     assert dest.read_bytes() == src.read_bytes()
     assert not list(dest.parent.glob("*.part"))
     bad = tmp_path / "new" / "b.zip"
-    with pytest.raises(D.DataCorruptError, match="md5"):
-        D.download_file(src.as_uri(), bad, md5="0" * 32)
+    with pytest.raises(data.DataCorruptError, match="md5"):
+        data.download_file(src.as_uri(), bad, md5="0" * 32)
     assert not (tmp_path / "new").exists()  # nor a .part file in it
     sha = hashlib.sha256(src.read_bytes()).hexdigest()
-    ok = D.download_file(src.as_uri(), tmp_path / "c.bin", sha256=sha)
+    ok = data.download_file(src.as_uri(), tmp_path / "c.bin", sha256=sha)
     assert ok.read_bytes() == src.read_bytes()
 
 
 def test_failed_download_leaves_nothing_behind(tmp_path, monkeypatch):
     _offline(monkeypatch)
     with pytest.raises(urllib.error.URLError):
-        D.download_file("https://example.invalid/x.zip",
+        data.download_file("https://example.invalid/x.zip",
                         tmp_path / "a" / "b" / "x.zip")
     assert _tree(tmp_path) == []
     (tmp_path / "kept").mkdir()  # a folder that was there stays
     with pytest.raises(urllib.error.URLError):
-        D.download_file("https://example.invalid/x.zip",
+        data.download_file("https://example.invalid/x.zip",
                         tmp_path / "kept" / "x.zip")
     assert _tree(tmp_path) == ["kept"]
 
@@ -336,7 +336,7 @@ def test_failed_download_leaves_nothing_behind(tmp_path, monkeypatch):
 def test_download_bad_input(tmp_path, kw, name):
     args = {"url": "file:///nonexistent", "dest": tmp_path / "x", **kw}
     with pytest.raises(ValueError, match=name):
-        D.download_file(**args)
+        data.download_file(**args)
     assert _tree(tmp_path) == []
 
 
@@ -347,12 +347,12 @@ def test_download_bad_input(tmp_path, kw, name):
 def test_missing_subset_offline_names_files_folder_and_url(
         tmp_path, monkeypatch, subset):
     _offline(monkeypatch)
-    with pytest.raises(D.DataMissingError) as err:
-        D.load_omniglot(subset, root=tmp_path)
+    with pytest.raises(data.DataMissingError) as err:
+        data.load_omniglot(subset, root=tmp_path)
     msg = str(err.value)
     assert str(tmp_path / "omniglot") in msg
     assert f"images_{subset}.npz" in msg and f"images_{subset}.zip" in msg
-    assert D.OMNIGLOT_URLS[subset] in msg and "mlkit data fetch" in msg
+    assert data.OMNIGLOT_URLS[subset] in msg and "mlkit data fetch" in msg
     assert "MLKIT_DATA" in msg and len(msg.splitlines()) <= 3
     assert isinstance(err.value, FileNotFoundError)  # as callers expect
     assert _tree(tmp_path) == []  # no empty omniglot/ left behind
@@ -361,20 +361,20 @@ def test_missing_subset_offline_names_files_folder_and_url(
 def test_missing_without_download_does_not_touch_network(tmp_path,
                                                           monkeypatch):
     calls = _offline(monkeypatch)
-    with pytest.raises(D.DataMissingError, match="all_runs.zip"):
-        D.load_lake_runs(root=tmp_path, download=False)
-    with pytest.raises(D.DataMissingError, match="images_evaluation"):
-        D.load_omniglot("evaluation", root=tmp_path, download=False)
-    with pytest.raises(D.DataMissingError, match="images_evaluation"):
-        D.character_images(1000, root=tmp_path, download=False)
+    with pytest.raises(data.DataMissingError, match="all_runs.zip"):
+        data.load_lake_runs(root=tmp_path, download=False)
+    with pytest.raises(data.DataMissingError, match="images_evaluation"):
+        data.load_omniglot("evaluation", root=tmp_path, download=False)
+    with pytest.raises(data.DataMissingError, match="images_evaluation"):
+        data.character_images(1000, root=tmp_path, download=False)
     assert calls == [] and _tree(tmp_path) == []
 
 
 def test_missing_lake_runs_offline(tmp_path, monkeypatch):
     _offline(monkeypatch)
-    with pytest.raises(D.DataMissingError) as err:
-        D.load_lake_runs(root=tmp_path)
-    assert D.LAKE_RUNS_URL in str(err.value)
+    with pytest.raises(data.DataMissingError) as err:
+        data.load_lake_runs(root=tmp_path)
+    assert data.LAKE_RUNS_URL in str(err.value)
     assert _tree(tmp_path) == []
 
 
@@ -386,39 +386,39 @@ def test_download_path_fetches_official_archive_and_rejects_corrupt(
     src = _omniglot_zip(tmp_path / "small.zip", [1, 2])
     _serve(monkeypatch, "images_background.zip", src)
     root = tmp_path / "root"
-    with pytest.raises(D.DataCorruptError, match="964"):
-        D.load_omniglot("background", root=root)
+    with pytest.raises(data.DataCorruptError, match="964"):
+        data.load_omniglot("background", root=root)
     archive = root / "omniglot" / "images_background.zip"
     assert archive.read_bytes() == src.read_bytes()
     # The registry's md5 no longer matches: refused before parsing, saying
     # which file, both digests and what to do.
     _serve(monkeypatch, "images_background.zip", src, md5="f" * 32)
-    with pytest.raises(D.DataCorruptError) as err:
-        D.load_omniglot("background", root=root)
+    with pytest.raises(data.DataCorruptError) as err:
+        data.load_omniglot("background", root=root)
     msg = str(err.value)
     assert str(archive) in msg and "f" * 32 in msg
     assert _md5(src.read_bytes()) in msg and "mlkit data fetch" in msg
     # verify=False skips the checksum; the parser still refuses it.
-    with pytest.raises(D.DataCorruptError, match="964"):
-        D.load_omniglot("background", root=root, verify=False)
+    with pytest.raises(data.DataCorruptError, match="964"):
+        data.load_omniglot("background", root=root, verify=False)
 
 
 def test_official_zip_is_parsed_once_and_cached_beside_it(
         tmp_path, monkeypatch, fresh):
-    monkeypatch.setitem(D._N_CHARS, "evaluation", 2)
+    monkeypatch.setitem(data._N_CHARS, "evaluation", 2)
     folder = tmp_path / "omniglot"
     folder.mkdir()
     archive = _omniglot_zip(folder / "images_evaluation.zip", [965, 966],
                             "images_evaluation")
-    x, ids = D.load_omniglot("evaluation", root=tmp_path, size=None,
+    x, ids = data.load_omniglot("evaluation", root=tmp_path, size=None,
                              verify=False)
     assert x.shape == (2, 20, 105, 105) and list(ids) == [965, 966]
     cache = folder / "images_evaluation.parsed.npz"
     assert cache.exists()  # never under the canonical npz name
     assert not (folder / "images_evaluation.npz").exists()
-    D._clear_caches()
-    monkeypatch.setattr(D, "read_omniglot_zip", None)  # must not be needed
-    y, _ = D.load_omniglot("evaluation", root=tmp_path, size=None,
+    data._clear_caches()
+    monkeypatch.setattr(data, "read_omniglot_zip", None)  # must not be needed
+    y, _ = data.load_omniglot("evaluation", root=tmp_path, size=None,
                            verify=False)
     np.testing.assert_array_equal(x, y)
     assert archive.exists()
@@ -426,28 +426,28 @@ def test_official_zip_is_parsed_once_and_cached_beside_it(
 
 def test_fake_canonical_npz_refused_unless_verify_false(tmp_path,
                                                         monkeypatch, fresh):
-    monkeypatch.setitem(D._N_CHARS, "evaluation", 2)
+    monkeypatch.setitem(data._N_CHARS, "evaluation", 2)
     folder = tmp_path / "omniglot"
     folder.mkdir()
     npz = folder / "images_evaluation.npz"
     images = np.ones((2, 20, 105, 105), bool)
     images[0, 0, :10] = False
     np.savez_compressed(npz, images=images)
-    with pytest.raises(D.DataCorruptError) as err:
-        D.load_omniglot("evaluation", root=tmp_path)
+    with pytest.raises(data.DataCorruptError) as err:
+        data.load_omniglot("evaluation", root=tmp_path)
     assert str(npz) in str(err.value) and "sha256" in str(err.value)
-    assert D.DATA_FILES["images_evaluation.npz"].sha256 in str(err.value)
-    x, _ = D.load_omniglot("evaluation", root=tmp_path, size=None,
+    assert data.DATA_FILES["images_evaluation.npz"].sha256 in str(err.value)
+    x, _ = data.load_omniglot("evaluation", root=tmp_path, size=None,
                            verify=False)
     assert x[0, 0, :10].min() == 1.0 and x[1].max() == 0.0
     # A changed file is read again, not served from the cache.
     images[1, 3] = False
     np.savez_compressed(npz, images=images)
     os.utime(npz, ns=(1, 1))
-    y, _ = D.load_omniglot("evaluation", root=tmp_path, size=None,
+    y, _ = data.load_omniglot("evaluation", root=tmp_path, size=None,
                            verify=False)
     assert y[1, 3].min() == 1.0
-    small = D.character_images(966, root=tmp_path, size=7, verify=False)
+    small = data.character_images(966, root=tmp_path, size=7, verify=False)
     assert small.shape == (20, 7, 7) and small[3].min() == 1.0
 
 
@@ -456,8 +456,8 @@ def test_unreadable_npz_is_data_corrupt(tmp_path, fresh, content):
     folder = tmp_path / "omniglot"
     folder.mkdir()
     (folder / "images_evaluation.npz").write_bytes(content)
-    with pytest.raises(D.DataCorruptError, match="images_evaluation.npz"):
-        D.load_omniglot("evaluation", root=tmp_path, verify=False)
+    with pytest.raises(data.DataCorruptError, match="images_evaluation.npz"):
+        data.load_omniglot("evaluation", root=tmp_path, verify=False)
 
 
 def test_npz_of_wrong_shape_is_data_corrupt(tmp_path, fresh):
@@ -465,8 +465,8 @@ def test_npz_of_wrong_shape_is_data_corrupt(tmp_path, fresh):
     folder.mkdir()
     np.savez(folder / "images_evaluation.npz",
              images=np.ones((3, 20, 105, 105), bool))
-    with pytest.raises(D.DataCorruptError, match="659"):
-        D.load_omniglot("evaluation", root=tmp_path, verify=False)
+    with pytest.raises(data.DataCorruptError, match="659"):
+        data.load_omniglot("evaluation", root=tmp_path, verify=False)
 
 
 # ---------------------------------------------------------------- checksums
@@ -474,23 +474,23 @@ def test_npz_of_wrong_shape_is_data_corrupt(tmp_path, fresh):
 
 def test_each_file_is_hashed_once_per_process(tmp_path, monkeypatch, fresh):
     counted: list[str] = []
-    real = D._digest
+    real = data._digest
 
     def digest(path, algorithm):
         counted.append(Path(path).name)
         return real(path, algorithm)
 
-    monkeypatch.setattr(D, "_digest", digest)
+    monkeypatch.setattr(data, "_digest", digest)
     folder = tmp_path / "omniglot"
     folder.mkdir()
     runs = _runs_zip(folder / "all_runs.zip")
     _serve(monkeypatch, "all_runs.zip", runs)
     for _ in range(3):
-        D.check_data(tmp_path)
-        D.load_lake_runs(root=tmp_path, size=None)
+        data.check_data(tmp_path)
+        data.load_lake_runs(root=tmp_path, size=None)
     assert counted == ["all_runs.zip"]
     os.utime(runs, ns=(5, 5))  # a changed file is checked again
-    D.load_lake_runs(root=tmp_path, size=None)
+    data.load_lake_runs(root=tmp_path, size=None)
     assert counted == ["all_runs.zip"] * 2
 
 
@@ -498,17 +498,17 @@ def test_real_files_verified_on_first_use(monkeypatch, fresh):
     _real("images_evaluation.npz")
     _real("all_runs.zip")
     counted: list[str] = []
-    real = D._digest
+    real = data._digest
 
     def digest(path, algorithm):
         counted.append(f"{Path(path).name}:{algorithm}")
         return real(path, algorithm)
 
-    monkeypatch.setattr(D, "_digest", digest)
-    D.load_omniglot("evaluation")
-    D.load_omniglot("evaluation", size=14)
-    D.load_lake_runs()
-    D.load_lake_runs(size=None)
+    monkeypatch.setattr(data, "_digest", digest)
+    data.load_omniglot("evaluation")
+    data.load_omniglot("evaluation", size=14)
+    data.load_lake_runs()
+    data.load_lake_runs(size=None)
     assert counted == ["images_evaluation.npz:sha256", "all_runs.zip:sha256"]
 
 
@@ -521,12 +521,12 @@ def test_truncated_lake_runs_is_data_corrupt(tmp_path, fresh):
     good = _runs_zip(tmp_path / "good.zip").read_bytes()
     path = folder / "all_runs.zip"
     path.write_bytes(good[: len(good) // 2])
-    with pytest.raises(D.DataCorruptError) as err:  # checksum first
-        D.load_lake_runs(root=tmp_path)
+    with pytest.raises(data.DataCorruptError) as err:  # checksum first
+        data.load_lake_runs(root=tmp_path)
     assert str(path) in str(err.value)
-    assert D.LAKE_RUNS_SHA256 in str(err.value)
-    with pytest.raises(D.DataCorruptError) as err:  # the parser itself
-        D.load_lake_runs(root=tmp_path, verify=False)
+    assert data.LAKE_RUNS_SHA256 in str(err.value)
+    with pytest.raises(data.DataCorruptError) as err:  # the parser itself
+        data.load_lake_runs(root=tmp_path, verify=False)
     assert str(path) in str(err.value)
 
 
@@ -534,8 +534,8 @@ def test_lake_runs_without_run20_is_data_corrupt(tmp_path, fresh):
     folder = tmp_path / "omniglot"
     folder.mkdir()
     path = _runs_zip(folder / "all_runs.zip", runs=range(1, 20))
-    with pytest.raises(D.DataCorruptError) as err:
-        D.load_lake_runs(root=tmp_path, verify=False)
+    with pytest.raises(data.DataCorruptError) as err:
+        data.load_lake_runs(root=tmp_path, verify=False)
     assert str(path) in str(err.value) and "run20" in str(err.value)
     assert isinstance(err.value, ValueError)
 
@@ -544,9 +544,9 @@ def test_fake_lake_runs_load_with_verify_false(tmp_path, fresh):
     folder = tmp_path / "omniglot"
     folder.mkdir()
     _runs_zip(folder / "all_runs.zip")
-    with pytest.raises(D.DataCorruptError, match="sha256"):
-        D.load_lake_runs(root=tmp_path)
-    runs = D.load_lake_runs(root=tmp_path, verify=False, size=14)
+    with pytest.raises(data.DataCorruptError, match="sha256"):
+        data.load_lake_runs(root=tmp_path)
+    runs = data.load_lake_runs(root=tmp_path, verify=False, size=14)
     assert len(runs) == 20 and runs[0].support_x.shape == (20, 1, 14, 14)
     assert runs[0].query_y.tolist() == [j % 20 for j in range(1, 21)]
 
@@ -555,18 +555,18 @@ def test_real_lake_runs_truncated_or_without_run20(tmp_path, fresh):
     src = _real("all_runs.zip")
     folder = tmp_path / "omniglot"
     folder.mkdir()
-    data = src.read_bytes()
-    (folder / "all_runs.zip").write_bytes(data[:200_000])
+    content = src.read_bytes()
+    (folder / "all_runs.zip").write_bytes(content[:200_000])
     for verify in (True, False):
-        with pytest.raises(D.DataCorruptError, match="all_runs.zip"):
-            D.load_lake_runs(root=tmp_path, verify=verify)
+        with pytest.raises(data.DataCorruptError, match="all_runs.zip"):
+            data.load_lake_runs(root=tmp_path, verify=verify)
     with zipfile.ZipFile(src) as zin, zipfile.ZipFile(
             folder / "all_runs.zip", "w") as zout:
         for info in zin.infolist():
             if not info.filename.startswith("run20/"):
                 zout.writestr(info, zin.read(info))
-    with pytest.raises(D.DataCorruptError, match="run20"):
-        D.load_lake_runs(root=tmp_path, verify=False)
+    with pytest.raises(data.DataCorruptError, match="run20"):
+        data.load_lake_runs(root=tmp_path, verify=False)
 
 
 # ---------------------------------------------------------------- zip parser
@@ -574,7 +574,7 @@ def test_real_lake_runs_truncated_or_without_run20(tmp_path, fresh):
 
 def test_zip_parser_on_a_small_archive(tmp_path):
     path = _omniglot_zip(tmp_path / "images_background_small9.zip", [5, 3])
-    images, ids = D.read_omniglot_zip(path)
+    images, ids = data.read_omniglot_zip(path)
     assert list(ids) == [3, 5] and images.shape == (2, 20, 105, 105)
     with zipfile.ZipFile(path) as z:
         raw = z.read("images_background/Alpha/character05/0005_02.png")
@@ -585,7 +585,7 @@ def test_zip_parser_on_a_small_archive(tmp_path):
 
 def test_zip_parser_on_the_official_small_archive():
     path = _real("images_background_small1.zip")
-    images, ids = D.read_omniglot_zip(path)  # not a registry file: no check
+    images, ids = data.read_omniglot_zip(path)  # not a registry file: no check
     assert len(ids) == images.shape[0] > 0
 
 
@@ -606,32 +606,32 @@ def test_zip_parser_damaged_archives(tmp_path, how):
                 zipfile.ZipFile(path, "w") as zout:
             for info in zin.infolist()[:-1]:
                 zout.writestr(info, zin.read(info))
-    with pytest.raises(D.DataCorruptError, match="x.zip"):
-        D.read_omniglot_zip(path)
+    with pytest.raises(data.DataCorruptError, match="x.zip"):
+        data.read_omniglot_zip(path)
 
 
 def test_zip_parser_checks_canonical_names(tmp_path, fresh):
     path = _omniglot_zip(tmp_path / "images_background.zip", [1])
-    with pytest.raises(D.DataCorruptError, match="md5"):
-        D.read_omniglot_zip(path)
-    images, ids = D.read_omniglot_zip(path, verify=False)
+    with pytest.raises(data.DataCorruptError, match="md5"):
+        data.read_omniglot_zip(path)
+    images, ids = data.read_omniglot_zip(path, verify=False)
     assert list(ids) == [1]
 
 
 def test_zip_parser_bad_input(tmp_path):
-    with pytest.raises(D.DataMissingError):
-        D.read_omniglot_zip(tmp_path / "none.zip")
+    with pytest.raises(data.DataMissingError):
+        data.read_omniglot_zip(tmp_path / "none.zip")
     with pytest.raises(ValueError, match="path"):
-        D.read_omniglot_zip(None)
+        data.read_omniglot_zip(None)
     with pytest.raises(ValueError, match="verify"):
-        D.read_omniglot_zip(tmp_path / "none.zip", verify="no")
+        data.read_omniglot_zip(tmp_path / "none.zip", verify="no")
 
 
 # ------------------------------------------------- the cache of resized images
 
 
 def _fake_evaluation(tmp_path, monkeypatch, images=None) -> Path:
-    monkeypatch.setitem(D._N_CHARS, "evaluation", 2)
+    monkeypatch.setitem(data._N_CHARS, "evaluation", 2)
     folder = tmp_path / "omniglot"
     folder.mkdir(exist_ok=True)
     if images is None:
@@ -648,23 +648,25 @@ def _cached_files(tmp_path) -> list[Path]:
 def test_resized_images_are_cached_and_read_back(tmp_path, monkeypatch,
                                                  fresh):
     _fake_evaluation(tmp_path, monkeypatch)
-    x, _ = D.load_omniglot("evaluation", root=tmp_path, size=7, verify=False)
+    x, _ = data.load_omniglot("evaluation", root=tmp_path, size=7,
+                              verify=False)
     files = _cached_files(tmp_path)
     assert [f.name.split("-")[:2] for f in files] == [["evaluation", "7px"]]
-    D._clear_caches()
+    data._clear_caches()
 
     def no_resize(*args, **kw):
         raise AssertionError("resized again instead of read from the cache")
 
-    monkeypatch.setattr(D, "_resize", no_resize)
-    y, _ = D.load_omniglot("evaluation", root=tmp_path, size=7, verify=False)
+    monkeypatch.setattr(data, "_resize", no_resize)
+    y, _ = data.load_omniglot("evaluation", root=tmp_path, size=7,
+                              verify=False)
     np.testing.assert_array_equal(x, y)
     assert y.dtype == np.float32 and not y.flags.writeable
 
 
 def test_full_size_images_are_never_cached(tmp_path, monkeypatch, fresh):
     _fake_evaluation(tmp_path, monkeypatch)
-    D.load_omniglot("evaluation", root=tmp_path, size=None, verify=False)
+    data.load_omniglot("evaluation", root=tmp_path, size=None, verify=False)
     assert _cached_files(tmp_path) == []
 
 
@@ -672,14 +674,16 @@ def test_a_changed_source_replaces_its_cached_copy(tmp_path, monkeypatch,
                                                    fresh):
     images = np.ones((2, 20, 105, 105), bool)
     npz = _fake_evaluation(tmp_path, monkeypatch, images)
-    x, _ = D.load_omniglot("evaluation", root=tmp_path, size=7, verify=False)
+    x, _ = data.load_omniglot("evaluation", root=tmp_path, size=7,
+                              verify=False)
     assert x.max() == 0.0
     first = _cached_files(tmp_path)
     images[1, 3] = False  # all ink
     np.savez_compressed(npz, images=images)
     os.utime(npz, ns=(1, 1))
-    D._clear_caches()
-    y, _ = D.load_omniglot("evaluation", root=tmp_path, size=7, verify=False)
+    data._clear_caches()
+    y, _ = data.load_omniglot("evaluation", root=tmp_path, size=7,
+                              verify=False)
     assert y[1, 3].min() == 1.0 and y[0].max() == 0.0
     second = _cached_files(tmp_path)
     assert len(second) == 1 and second != first  # the old copy is gone
@@ -689,7 +693,8 @@ def test_a_changed_source_replaces_its_cached_copy(tmp_path, monkeypatch,
 def test_a_damaged_cache_file_is_rebuilt(tmp_path, monkeypatch, fresh,
                                          damage):
     _fake_evaluation(tmp_path, monkeypatch)
-    x, _ = D.load_omniglot("evaluation", root=tmp_path, size=7, verify=False)
+    x, _ = data.load_omniglot("evaluation", root=tmp_path, size=7,
+                              verify=False)
     (file,) = _cached_files(tmp_path)
     if damage == "junk":
         file.write_bytes(b"\x93NUMPY junk")
@@ -697,12 +702,14 @@ def test_a_damaged_cache_file_is_rebuilt(tmp_path, monkeypatch, fresh,
         np.save(file, np.zeros((1, 20, 7, 7), np.float32))
     else:
         np.save(file, x.astype(np.float64))
-    D._clear_caches()
-    y, _ = D.load_omniglot("evaluation", root=tmp_path, size=7, verify=False)
+    data._clear_caches()
+    y, _ = data.load_omniglot("evaluation", root=tmp_path, size=7,
+                              verify=False)
     np.testing.assert_array_equal(x, y)
-    D._clear_caches()
-    monkeypatch.setattr(D, "_resize", None)  # rebuilt: now read back
-    z, _ = D.load_omniglot("evaluation", root=tmp_path, size=7, verify=False)
+    data._clear_caches()
+    monkeypatch.setattr(data, "_resize", None)  # rebuilt: now read back
+    z, _ = data.load_omniglot("evaluation", root=tmp_path, size=7,
+                              verify=False)
     np.testing.assert_array_equal(x, z)
 
 
@@ -711,13 +718,15 @@ def test_an_unwritable_cache_only_costs_time(tmp_path, monkeypatch, fresh):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     monkeypatch.setenv("MLKIT_CACHE", str(blocker))
-    x, _ = D.load_omniglot("evaluation", root=tmp_path, size=7, verify=False)
+    x, _ = data.load_omniglot("evaluation", root=tmp_path, size=7,
+                              verify=False)
     assert x.shape == (2, 20, 7, 7)
-    assert D.cache_root() == blocker and blocker.read_text() == "not a folder"
+    assert (data.cache_root() == blocker
+            and blocker.read_text() == "not a folder")
 
 
 def test_cache_root_default_and_env(monkeypatch):
     monkeypatch.delenv("MLKIT_CACHE", raising=False)
-    assert D.cache_root() == Path.home() / ".cache" / "mlkit"
+    assert data.cache_root() == Path.home() / ".cache" / "mlkit"
     monkeypatch.setenv("MLKIT_CACHE", "~/elsewhere")
-    assert D.cache_root() == Path.home() / "elsewhere"
+    assert data.cache_root() == Path.home() / "elsewhere"

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from mlkit import data as D
+from mlkit import data
 from mlkit import demos
 from mlkit.nets import SinusoidMLP
 
@@ -22,13 +22,20 @@ def one_thread():
 
 
 def test_fit_from_scratch_fits_its_support_points():
-    task = D.sample_sinusoid_tasks(1, k_shot=5, seed=0)
-    model = demos.fit_from_scratch(task.support_x[0], task.support_y[0], steps=300)
+    task = data.sample_sinusoid_tasks(1, k_shot=5, seed=0)
+    model = demos.fit_from_scratch(
+        task.support_x[0], task.support_y[0], steps=300
+    )
     with torch.no_grad():
-        err = torch.nn.functional.mse_loss(model(task.support_x[0]), task.support_y[0])
+        err = torch.nn.functional.mse_loss(
+            model(task.support_x[0]), task.support_y[0]
+        )
     assert err < 0.05  # five points are easy to fit exactly ...
-    errors = demos.scratch_errors(D.sample_sinusoid_tasks(3, 5, 50, seed=1), steps=300)
-    assert errors.shape == (3,) and np.all(errors > 0.05)  # ... and the curve between them is not
+    errors = demos.scratch_errors(
+        data.sample_sinusoid_tasks(3, 5, 50, seed=1), steps=300
+    )
+    # ... and the curve between them is not
+    assert errors.shape == (3,) and np.all(errors > 0.05)
 
 
 def test_fit_from_scratch_bad_input():
@@ -42,10 +49,14 @@ def test_fit_from_scratch_bad_input():
 
 
 def test_sinusoid_tasks_with_amplitudes():
-    t = demos.sinusoid_tasks_with_amplitudes([0.5, 8.0], k_shot=5, n_query=7, seed=0)
+    t = demos.sinusoid_tasks_with_amplitudes(
+        [0.5, 8.0], k_shot=5, n_query=7, seed=0
+    )
     assert t.support_x.shape == (2, 5, 1) and t.query_y.shape == (2, 7, 1)
     torch.testing.assert_close(t.amplitude, torch.tensor([0.5, 8.0]))
-    y = t.amplitude[:, None, None] * torch.sin(t.support_x - t.phase[:, None, None])
+    y = t.amplitude[:, None, None] * torch.sin(
+        t.support_x - t.phase[:, None, None]
+    )
     torch.testing.assert_close(t.support_y, y)
     with pytest.raises(ValueError, match="amplitude"):
         demos.sinusoid_tasks_with_amplitudes([], 5, 5)
@@ -56,9 +67,13 @@ def test_sinusoid_tasks_with_amplitudes():
 def test_prototype_classifier_by_hand():
     # an identity "embedding" of 2 numbers: prototypes (1, 0) and (0, 4)
     support = torch.tensor([[0.0, 0.0], [2.0, 0.0], [0.0, 4.0]])
-    clf = demos.PrototypeClassifier(nn.Identity(), support, torch.tensor([0, 0, 1]))
+    clf = demos.PrototypeClassifier(
+        nn.Identity(), support, torch.tensor([0, 0, 1])
+    )
     logits = clf(torch.tensor([[1.0, 0.0], [0.0, 3.0]]))
-    torch.testing.assert_close(logits, torch.tensor([[0.0, -17.0], [-10.0, -1.0]]))
+    torch.testing.assert_close(
+        logits, torch.tensor([[0.0, -17.0], [-10.0, -1.0]])
+    )
 
 
 def test_prototype_classifier_scores_each_query_alone():
@@ -83,8 +98,10 @@ def test_add_marker():
 def test_sinusoid_weight_changes_shapes():
     torch.manual_seed(0)
     model = SinusoidMLP()
-    tasks = D.sample_sinusoid_tasks(3, 5, seed=0)
-    changes = demos.sinusoid_weight_changes(model, tasks, inner_steps=2, alpha=0.01)
+    tasks = data.sample_sinusoid_tasks(3, 5, seed=0)
+    changes = demos.sinusoid_weight_changes(
+        model, tasks, inner_steps=2, alpha=0.01
+    )
     assert set(changes) == {n for n, _ in model.named_parameters()}
     assert all(v.shape == (3,) and np.all(v > 0) for v in changes.values())
 
@@ -93,7 +110,7 @@ def test_sinusoid_weight_changes_shapes():
 def tiny_net():
     pytest.importorskip("PIL")
     try:
-        D.omniglot_classes("background")
+        data.omniglot_classes("background")
     except (FileNotFoundError, OSError) as e:  # no data and no network
         pytest.skip(f"Omniglot not available: {e}")
     return demos.train_tiny_protonet(20, hidden=8, seed=0)
@@ -112,18 +129,28 @@ def test_train_tiny_protonet_and_evaluate(tiny_net):
 
 def test_marker_shortcut_keys_and_ranges(tiny_net):
     res = demos.marker_shortcut(tiny_net[0], 3, seed=0)
-    assert set(res) == {"clean", "same source", "new source", "sent to marked class"}
-    assert all(v.shape == (3,) and np.all((0 <= v) & (v <= 1)) for v in res.values())
+    assert set(res) == {
+        "clean",
+        "same source",
+        "new source",
+        "sent to marked class",
+    }
+    assert all(
+        v.shape == (3,) and np.all((0 <= v) & (v <= 1)) for v in res.values()
+    )
 
 
 def test_episode_images_full_size():
     try:
-        pool = D.omniglot_classes("evaluation")
+        pool = data.omniglot_classes("evaluation")
     except (FileNotFoundError, OSError) as e:
         pytest.skip(f"Omniglot not available: {e}")
-    ep = D.sample_episode(pool, 3, 1, 1, seed=0)
-    full = demos.episode_images_full_size(pool, ep.query_x, ep.query_y, ep.classes)
+    ep = data.sample_episode(pool, 3, 1, 1, seed=0)
+    full = demos.episode_images_full_size(
+        pool, ep.query_x, ep.query_y, ep.classes
+    )
     assert full.shape == (3, 105, 105)
-    small = torch.nn.functional.interpolate(torch.from_numpy(full.copy())[:, None], size=28,
-                                            mode="area")
+    small = torch.nn.functional.interpolate(
+        torch.from_numpy(full.copy())[:, None], size=28, mode="area"
+    )
     torch.testing.assert_close(small, ep.query_x)

@@ -1,5 +1,5 @@
-"""Tests for mlkit.exercises (the readers' self-checks) and the editions (tools/student.py,
-tools/instructor.py); the grader has tests/test_grade.py."""
+"""Tests for mlkit.exercises (the readers' self-checks) and the editions
+(tools/student.py, tools/instructor.py); the grader has tests/test_grade.py."""
 
 import importlib.util
 import json
@@ -18,7 +18,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _load_tool(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
+    spec = importlib.util.spec_from_file_location(
+        name, ROOT / "tools" / f"{name}.py"
+    )
     mod = importlib.util.module_from_spec(spec)
     sys.modules[name] = mod
     spec.loader.exec_module(mod)
@@ -27,15 +29,21 @@ def _load_tool(name):
 
 student = _load_tool("student")
 _refs = importlib.util.spec_from_file_location(
-    "_references", ROOT / "instructor" / "tests" / "_references.py")
+    "_references", ROOT / "instructor" / "tests" / "_references.py"
+)
 references = importlib.util.module_from_spec(_refs)
 _refs.loader.exec_module(references)
 
 
 def _answer(exercise):
-    """The book's code for ``exercise``: the library's, or the instructor's reference."""
+    """The book's code for ``exercise``: the library's, or the instructor's
+    reference."""
     spec = SPECS[exercise]
-    return spec.answer if spec.answer is not None else references.REFERENCES[exercise]
+    return (
+        spec.answer
+        if spec.answer is not None
+        else references.REFERENCES[exercise]
+    )
 
 
 @pytest.fixture
@@ -55,8 +63,12 @@ def test_check_pass_and_fail_print_and_return(demo_check, capsys):
     r = check(demo_check, 5)
     assert not r
     out = capsys.readouterr().out
-    assert out.startswith("FAIL ex-test-1: too small") and "Hint: Multiply the two numbers." in out
-    assert "6" not in out.split("Hint")[0]  # the expected value is never printed
+    assert (
+        out.startswith("FAIL ex-test-1: too small")
+        and "Hint: Multiply the two numbers." in out
+    )
+    # the expected value is never printed
+    assert "6" not in out.split("Hint")[0]
 
 
 def test_wrong_kind_of_answer_is_a_fail_not_a_traceback(demo_check, capsys):
@@ -95,15 +107,15 @@ def test_bad_input(demo_check):
         register(demo_check, hint="again")(lambda a: True)
 
 
-# --- tools/student.py on a small two-exercise notebook --------------------------------------
+# --- tools/student.py on a small two-exercise notebook -----------------------
 
-SETUP = '''from mlkit.exercises import check, close, register
+SETUP = """from mlkit.exercises import check, close, register
 @register("ex-demo-1", hint="2 times 3.")
 def _a(answer):
     return close(answer, 6)
 @register("ex-demo-2", hint="A list of the first three squares.")
 def _b(answer):
-    return close(answer, [0, 1, 4])'''
+    return close(answer, [0, 1, 4])"""
 
 SOLUTION_MD = """```{exercise} Squares
 :label: ex-demo-2
@@ -125,18 +137,30 @@ def make_book_notebook(path: Path) -> None:
         nbformat.v4.new_code_cell("answer = 2 * 3", metadata=sol),
         nbformat.v4.new_code_cell('check("ex-demo-1", answer)'),
         nbformat.v4.new_markdown_cell(SOLUTION_MD),
-        nbformat.v4.new_code_cell("squares = [i * i for i in range(3)]\nprint(squares)", metadata=sol),
+        nbformat.v4.new_code_cell(
+            "squares = [i * i for i in range(3)]\nprint(squares)", metadata=sol
+        ),
         nbformat.v4.new_code_cell('check("ex-demo-2", squares)'),
     ]
-    nb.cells[4].outputs = [nbformat.v4.new_output("stream", text="[0, 1, 4]\n")]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells[4].outputs = [
+        nbformat.v4.new_output("stream", text="[0, 1, 4]\n")
+    ]
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     nbformat.write(nb, path)
 
 
 def test_strip_solution_blocks():
     out = student.strip_solution_blocks(SOLUTION_MD)
     assert "{exercise}" in out and "List the first three squares." in out
-    assert "{solution}" not in out and "i * i" not in out and "After the solution." in out
+    assert (
+        "{solution}" not in out
+        and "i * i" not in out
+        and "After the solution." in out
+    )
     nested = "````{solution} ex-1\n```python\nx = 1\n```\n````\nkept"
     assert student.strip_solution_blocks(nested) == "kept"
 
@@ -154,7 +178,10 @@ def test_student_edition(tmp_path, capsys):
     assert "{solution}" not in nb.cells[3].source
     assert "2 solution cell(s) emptied" in capsys.readouterr().out
     # the book's copy is untouched
-    assert nbformat.read(src / "09_demo.ipynb", as_version=4).cells[1].source == "answer = 2 * 3"
+    assert (
+        nbformat.read(src / "09_demo.ipynb", as_version=4).cells[1].source
+        == "answer = 2 * 3"
+    )
 
 
 def test_student_needs_notebooks(tmp_path):
@@ -162,28 +189,44 @@ def test_student_needs_notebooks(tmp_path):
 
 
 def test_gated_solution_spanning_cells_is_removed():
-    """sphinx-exercise's {solution-start} ... {solution-end}, as chapter 1 uses it."""
+    """sphinx-exercise's {solution-start} ... {solution-end}, as chapter 1
+    uses it."""
     nb = nbformat.v4.new_notebook()
     nb.cells = [
         nbformat.v4.new_markdown_cell(
-            "## Exercises\n\n```{exercise} Steps\n:label: ex-ch9-1\n\nCount them.\n```\n\n"
-            "```{solution-start} ex-ch9-1\n:class: dropdown\n```\n\nThe worked answer says 42."),
-        nbformat.v4.new_code_cell("print(42)"),  # untagged, but inside the gate
-        nbformat.v4.new_markdown_cell("```{solution-end}\n```\n\nText after the gate."),
+            "## Exercises\n\n```{exercise} Steps\n:label: ex-ch9-1\n\n"
+            "Count them.\n```\n\n"
+            "```{solution-start} ex-ch9-1\n:class: dropdown\n```\n\n"
+            "The worked answer says 42."
+        ),
+        # untagged, but inside the gate
+        nbformat.v4.new_code_cell("print(42)"),
+        nbformat.v4.new_markdown_cell(
+            "```{solution-end}\n```\n\nText after the gate."
+        ),
         nbformat.v4.new_code_cell("x = 1"),
     ]
     out, emptied = student.student_edition(nb)
     assert emptied == 1
-    assert "Count them." in out.cells[0].source and "{exercise}" in out.cells[0].source
-    assert "42" not in out.cells[0].source and "solution-start" not in out.cells[0].source
+    assert (
+        "Count them." in out.cells[0].source
+        and "{exercise}" in out.cells[0].source
+    )
+    assert (
+        "42" not in out.cells[0].source
+        and "solution-start" not in out.cells[0].source
+    )
     assert out.cells[1].source == student.PLACEHOLDER
     assert out.cells[2].source.strip() == "Text after the gate."
     assert out.cells[3].source == "x = 1"
 
 
-def test_every_checked_exercise_passes_the_books_code_and_fails_a_wrong_one(capsys):
-    """Each self-check: the book's own code passes; a shifted answer, a constant and an
-    unwritten stub fail, and no FAIL line prints a number of the reference."""
+def test_every_checked_exercise_passes_the_books_code_and_fails_a_wrong_one(
+    capsys,
+):
+    """Each self-check: the book's own code passes; a shifted answer, a
+    constant and an unwritten stub fail, and no FAIL line prints a number of
+    the reference."""
     for exercise, spec in SPECS.items():
         assert check(exercise, _answer(exercise)), exercise
 
@@ -208,14 +251,15 @@ def test_every_checked_exercise_passes_the_books_code_and_fails_a_wrong_one(caps
 
 
 def test_the_prediction_typed_in_does_not_pass():
-    """ex-ch5-2 asks what doubling the margin does; returning the margin itself (the
-    prediction, not the computation) must not pass."""
+    """ex-ch5-2 asks what doubling the margin does; returning the margin
+    itself (the prediction, not the computation) must not pass."""
     assert not check("ex-ch5-2", lambda points, labels, margin: margin)
     assert not check("ex-ch3-2", lambda model, tasks, alpha: 0.0)
 
 
 def test_older_forms_still_accepted_with_tight_tolerances(capsys):
-    """The chapters' present check cells (values on the chapter's data) keep working."""
+    """The chapters' present check cells (values on the chapter's data) keep
+    working."""
     from mlkit import exercises, theory
 
     tasks = theory.sample_linear_tasks(seed=0)
@@ -223,18 +267,25 @@ def test_older_forms_still_accepted_with_tight_tolerances(capsys):
     assert check("ex-ch5-1", answer_1)
     answer_3 = exercises._ans_ch5_3(tasks, 0.2, 2)
     assert check("ex-ch5-3", answer_3)
-    end = theory.train_linear_maml(tasks, alpha=0.2, inner_steps=2, first_order=True)[-1]
-    assert not check("ex-ch5-3", end)  # the training endpoint is not the computed point
+    end = theory.train_linear_maml(
+        tasks, alpha=0.2, inner_steps=2, first_order=True
+    )[-1]
+    # the training endpoint is not the computed point
+    assert not check("ex-ch5-3", end)
     model, x, y, _ = exercises.exercise_inputs("ex-ch3-1", 0)
     task = type("T", (), {"support_x": x[None], "support_y": y[None]})()
     fast = exercises._ans_ch3_1(model, x, y, 0.01)
     assert check("ex-ch3-1", fast, model, task)
-    assert "PASS ex-ch3-1: your fast weights equal maml.adapt's" in capsys.readouterr().out
+    assert (
+        "PASS ex-ch3-1: your fast weights equal maml.adapt's"
+        in capsys.readouterr().out
+    )
 
 
 def test_references_outside_the_package_match_the_digests():
-    """The three answers kept out of mlkit (digests only) agree with the instructor's code
-    on the self-check's seeds, and mlkit has no reference for them."""
+    """The three answers kept out of mlkit (digests only) agree with the
+    instructor's code on the self-check's seeds, and mlkit has no reference
+    for them."""
     from mlkit import exercises
 
     for exercise in references.REFERENCES:
@@ -248,7 +299,8 @@ def test_references_outside_the_package_match_the_digests():
 
 
 def test_inputs_are_fresh_copies():
-    """A reader's function that changes its inputs cannot change the reference."""
+    """A reader's function that changes its inputs cannot change the
+    reference."""
     from mlkit import exercises
 
     a, b = exercises.exercise_inputs("ex-ch6-1", 3)
@@ -260,14 +312,18 @@ def test_inputs_are_fresh_copies():
 
 
 def test_no_reference_value_stored_in_the_checks():
-    """The checks compute their references: exercises.py holds no number with four or more
-    significant digits (a stored answer would be one)."""
+    """The checks compute their references: exercises.py holds no number with
+    four or more significant digits (a stored answer would be one)."""
     import ast
 
-    tree = ast.parse((ROOT / "mlkit" / "exercises.py").read_text(encoding="utf-8"))
+    tree = ast.parse(
+        (ROOT / "mlkit" / "exercises.py").read_text(encoding="utf-8")
+    )
     for node in ast.walk(tree):
         if isinstance(node, ast.Constant) and isinstance(node.value, float):
-            digits = f"{node.value:.12g}".lstrip("-0.").replace(".", "").rstrip("0")
+            digits = (
+                f"{node.value:.12g}".lstrip("-0.").replace(".", "").rstrip("0")
+            )
             assert len(digits.split("e")[0]) < 4, node.value
 
 
@@ -290,7 +346,8 @@ def test_marked_solution_regions_become_stubs():
     assert 'raise NotImplementedError("your code here")' in out
     assert "total = ...\nextra = ..." in out and "n = 10" in out
     namespace = {}
-    exec(out, namespace)  # the stubbed cell runs; the check cell after it then can too
+    # the stubbed cell runs; the check cell after it then can too
+    exec(out, namespace)
     assert namespace["total"] is Ellipsis
     with pytest.raises(NotImplementedError):
         namespace["my_fn"](1)
@@ -301,7 +358,8 @@ def test_make_student_never_overwrites_work(tmp_path, capsys):
     src.mkdir()
     make_book_notebook(src / "09_demo.ipynb")
     assert student.main([str(src), str(out)]) == 0
-    assert student.main([str(src), str(out)]) == 0  # unchanged: written again, same bytes
+    # unchanged: written again, same bytes
+    assert student.main([str(src), str(out)]) == 0
     edited = nbformat.read(out / "09_demo.ipynb", as_version=4)
     edited.cells[1].source = "answer = 6  # my work"
     nbformat.write(edited, out / "09_demo.ipynb")
@@ -313,7 +371,8 @@ def test_make_student_never_overwrites_work(tmp_path, capsys):
 
 
 def _solution_texts(nb):
-    """The solution code of a solved chapter: whole solution cells, or marked regions."""
+    """The solution code of a solved chapter: whole solution cells, or marked
+    regions."""
     texts = []
     for cell in nb.cells:
         if cell.cell_type != "code":
@@ -332,37 +391,55 @@ def _answer_lines(texts):
     for text in texts:
         for line in text.splitlines():
             line = line.strip()
-            if (len(line) >= 30 and not line.startswith(("#", "print(", "import ", "from ",
-                                                          "def ", "return ", '"""'))):
+            if len(line) >= 30 and not line.startswith(
+                ("#", "print(", "import ", "from ", "def ", "return ", '"""')
+            ):
                 lines.add(line)
     return lines
 
 
-def test_answers_are_not_in_the_student_edition_the_site_or_the_package(tmp_path):
-    """For every chapter: no solution line and no printed output of a solution cell in the
-    student edition or in the student site's notebooks; no whole solution in the
-    installed mlkit."""
+def test_answers_are_not_in_the_student_edition_the_site_or_the_package(
+    tmp_path,
+):
+    """For every chapter: no solution line and no printed output of a
+    solution cell in the student edition or in the student site's notebooks;
+    no whole solution in the installed mlkit."""
     import mlkit
 
     student_book = _load_tool("student_book")
     chapters = sorted((ROOT / "chapters").glob("*.ipynb"))
-    assert student.main([str(ROOT / "chapters"), str(tmp_path / "edition")]) == 0
+    assert (
+        student.main([str(ROOT / "chapters"), str(tmp_path / "edition")]) == 0
+    )
     site = student_book.prepare(tmp_path / "site")
     assert not (site / "chapters" / "src").exists()
-    package = "\n".join(p.read_text(encoding="utf-8")
-                        for p in Path(mlkit.__file__).parent.rglob("*.py"))
+    package = "\n".join(
+        p.read_text(encoding="utf-8")
+        for p in Path(mlkit.__file__).parent.rglob("*.py")
+    )
     for path in chapters:
         solved = nbformat.read(path, as_version=4)
-        edition = (tmp_path / "edition" / path.name).read_text(encoding="utf-8")
+        edition = (tmp_path / "edition" / path.name).read_text(
+            encoding="utf-8"
+        )
         edition_nb = nbformat.reads(edition, as_version=4)
-        assert all(c.get("outputs", []) == [] for c in edition_nb.cells if c.cell_type == "code")
+        assert all(
+            c.get("outputs", []) == []
+            for c in edition_nb.cells
+            if c.cell_type == "code"
+        )
         pages = (site / "chapters" / path.name).read_text(encoding="utf-8")
-        # lines that occur outside the solutions too (the chapter's own code) give nothing away
-        shared = "\n".join(c.source for c in solved.cells
-                           if c.cell_type == "markdown" or not (student.is_solution(c)
-                                                                or student.has_markers(c.source)))
+        # lines that occur outside the solutions too (the chapter's own code)
+        # give nothing away
+        shared = "\n".join(
+            c.source
+            for c in solved.cells
+            if c.cell_type == "markdown"
+            or not (student.is_solution(c) or student.has_markers(c.source))
+        )
         for line in _answer_lines(_solution_texts(solved)) - set(
-                x.strip() for x in shared.splitlines()):
+            x.strip() for x in shared.splitlines()
+        ):
             assert line not in edition, (path.name, line)
             assert line not in pages, (path.name, line)
         for text in _solution_texts(solved):
@@ -374,36 +451,50 @@ def test_answers_are_not_in_the_student_edition_the_site_or_the_package(tmp_path
                 for out in cell.get("outputs", []):
                     for line in out.get("text", "").splitlines():
                         if len(line.strip()) >= 12:
-                            assert line.strip() not in edition, (path.name, line)
+                            assert line.strip() not in edition, (
+                                path.name,
+                                line,
+                            )
                             assert line.strip() not in pages, (path.name, line)
 
 
 def test_instructor_edition(tmp_path, capsys):
-    """Solved notebooks, hidden tests and rubrics, in one folder outside the package."""
+    """Solved notebooks, hidden tests and rubrics, in one folder outside the
+    package."""
     instructor = _load_tool("instructor")
     src = tmp_path / "chapters"
     src.mkdir()
     make_book_notebook(src / "09_demo.ipynb")
     out = tmp_path / "instructor"
     assert instructor.main([str(src), str(out)]) == 0
-    assert (out / "chapters" / "09_demo.ipynb").read_bytes() == (src / "09_demo.ipynb").read_bytes()
-    assert (out / "tests" / "03_maml.py").is_file() and (out / "tests" / "_common.py").is_file()
+    assert (out / "chapters" / "09_demo.ipynb").read_bytes() == (
+        src / "09_demo.ipynb"
+    ).read_bytes()
+    assert (out / "tests" / "03_maml.py").is_file() and (
+        out / "tests" / "_common.py"
+    ).is_file()
     assert "ex-ch6-4" in (out / "rubrics.md").read_text(encoding="utf-8")
     assert instructor.main([str(src), str(out)]) == 0  # regenerated in place
     assert instructor.main([str(tmp_path / "none"), str(out)]) == 2
 
 
 def test_every_exercise_is_checked_or_has_a_rubric():
-    """All 22 exercises of the chapters: a check in mlkit.exercises and a hidden test, or a
-    model answer and rubric in instructor/rubrics.md."""
+    """All 22 exercises of the chapters: a check in mlkit.exercises and a
+    hidden test, or a model answer and rubric in instructor/rubrics.md."""
     import re
 
     labels = set()
     for path in (ROOT / "chapters" / "src").glob("*.md"):
-        labels |= set(re.findall(r":label: (ex-ch\d+-\d+)", path.read_text(encoding="utf-8")))
+        labels |= set(
+            re.findall(
+                r":label: (ex-ch\d+-\d+)", path.read_text(encoding="utf-8")
+            )
+        )
     rubrics = (ROOT / "instructor" / "rubrics.md").read_text(encoding="utf-8")
-    hidden = "\n".join(p.read_text(encoding="utf-8")
-                       for p in (ROOT / "instructor" / "tests").glob("0*.py"))
+    hidden = "\n".join(
+        p.read_text(encoding="utf-8")
+        for p in (ROOT / "instructor" / "tests").glob("0*.py")
+    )
     for label in sorted(labels):
         if label in SPECS:
             assert f'"{label}"' in hidden, label

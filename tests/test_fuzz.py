@@ -12,9 +12,9 @@ hang (a hard time limit per call, besides hypothesis' deadline) and on a
 failed result check.
 
 Adding a target is one entry in a family's list (``MAML``, ``SIAMESE``, ...);
-a new family is one list and one entry in ``FAMILIES`` at the end of the file. The
-strategies draw tiny tensors and networks, and hypothesis runs derandomized,
-so the file is fast and gives the same examples on every run.
+a new family is one list and one entry in ``FAMILIES`` at the end of the
+file. The strategies draw tiny tensors and networks, and hypothesis runs
+derandomized, so the file is fast and gives the same examples on every run.
 
 The plain tests at the end pin the exact cases a first fuzz found.
 """
@@ -40,14 +40,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from mlkit import data as D
-from mlkit import interpret as I
-from mlkit import maml as M
-from mlkit import nets as N
-from mlkit import protonet as P
-from mlkit import siamese as S
+from mlkit import data
+from mlkit import interpret
+from mlkit import maml
+from mlkit import nets
+from mlkit import protonet
+from mlkit import siamese
 from mlkit import stats
-from mlkit import theory as T
+from mlkit import theory
 from mlkit.nets import ConvNet, SinusoidMLP
 
 HANG_S = 20.0  # a call that takes longer than this is taken for a hang
@@ -112,9 +112,9 @@ def _time_limit(seconds: float):
         signal.signal(signal.SIGALRM, old)
 
 
-def _run(target: Target, data: st.DataObject) -> None:
-    _MODE["wild"] = data.draw(st.booleans(), label="wild")
-    args, kwargs = data.draw(target.args, label="arguments")
+def _run(target: Target, draws: st.DataObject) -> None:
+    _MODE["wild"] = draws.draw(st.booleans(), label="wild")
+    args, kwargs = draws.draw(target.args, label="arguments")
     with _time_limit(HANG_S), warnings.catch_warnings():
         # torch's broadcasting warning (F.mse_loss) means a silent broadcast
         warnings.simplefilter("ignore", UserWarning)
@@ -319,9 +319,9 @@ def model_batch(draw: Any) -> tuple[nn.Module, Any, Callable]:
     model = draw(MODELS)
     t, n, q = draw(batch_sizes)
     if model is MLP:
-        batch, loss = draw(_regression_batch(t, n, q)), M.mse_loss
+        batch, loss = draw(_regression_batch(t, n, q)), maml.mse_loss
     else:
-        batch, loss = draw(_class_batch(t, n, q)), M.cross_entropy
+        batch, loss = draw(_class_batch(t, n, q)), maml.cross_entropy
     batch = draw(maybe(st.just(batch)))
     return (
         model,
@@ -330,7 +330,7 @@ def model_batch(draw: Any) -> tuple[nn.Module, Any, Callable]:
             maybe(
                 st.just(loss),
                 st.sampled_from(
-                    [None, M.accuracy, M.mse_loss, M.cross_entropy]
+                    [None, maml.accuracy, maml.mse_loss, maml.cross_entropy]
                 ),
             )
         ),
@@ -488,7 +488,9 @@ def evaluate_args(draw: Any) -> tuple[tuple, dict]:
         )
     )
     metric = draw(
-        maybe(st.sampled_from([M.mse_loss, M.accuracy, M.cross_entropy]))
+        maybe(
+            st.sampled_from([maml.mse_loss, maml.accuracy, maml.cross_entropy])
+        )
     )
     return call(
         model,
@@ -589,61 +591,61 @@ def logits_labels(draw: Any) -> tuple[tuple, dict]:
 
 MAML = [
     Target(
-        M.mse_loss,
+        maml.mse_loss,
         pred_target.flatmap(lambda s: fixed(tensors(s), tensors(s))),
         _shape_of(lambda a, k: a[0].shape[:-2]),
     ),
     Target(
-        M.cross_entropy,
+        maml.cross_entropy,
         logits_labels(),
         _shape_of(lambda a, k: a[1].shape[:-1]),
     ),
     Target(
-        M.accuracy, logits_labels(), _shape_of(lambda a, k: a[1].shape[:-1])
+        maml.accuracy, logits_labels(), _shape_of(lambda a, k: a[1].shape[:-1])
     ),
-    Target(M.summed_cross_entropy, fixed(ints(1, 5)), _is(Callable)),
+    Target(maml.summed_cross_entropy, fixed(ints(1, 5)), _is(Callable)),
     Target(
-        M.predict,
+        maml.predict,
         predict_args(),
         _shape_of(lambda a, k: _out_shape(a[0], a[2])),
     ),
     Target(
-        M.predict_tasks,
+        maml.predict_tasks,
         predict_args(tasks=True),
         _shape_of(lambda a, k: _out_shape(a[0], a[2])),
     ),
-    Target(M.adapt, adapt_args(), _is(dict)),
-    Target(M.adapt_tasks, adapt_args(tasks=True), _is(dict)),
-    Target(M.supports_task_batch, fixed(maybe(MODELS)), _is(bool)),
-    Target(M.query_loss, query_args(), _losses_per_task),
-    Target(M.meta_gradient, query_args(workers=ints(1, 2)), _is(dict)),
+    Target(maml.adapt, adapt_args(), _is(dict)),
+    Target(maml.adapt_tasks, adapt_args(tasks=True), _is(dict)),
+    Target(maml.supports_task_batch, fixed(maybe(MODELS)), _is(bool)),
+    Target(maml.query_loss, query_args(), _losses_per_task),
+    Target(maml.meta_gradient, query_args(workers=ints(1, 2)), _is(dict)),
     Target(
-        M.concurrent_meta_gradient,
+        maml.concurrent_meta_gradient,
         query_args(workers=ints(1, 2)),
         lambda out, a, k: _losses_per_task(out[1:], a, k),
     ),
-    Target(M.meta_train, meta_train_args(), _is(list)),
-    Target(M.evaluate, evaluate_args(), _is(np.ndarray)),
-    Target(M.adaptation_curve, curve_args(), _curve_shape),
-    Target(M.tune_alpha, tune_args(), _is(tuple)),
+    Target(maml.meta_train, meta_train_args(), _is(list)),
+    Target(maml.evaluate, evaluate_args(), _is(np.ndarray)),
+    Target(maml.adaptation_curve, curve_args(), _curve_shape),
+    Target(maml.tune_alpha, tune_args(), _is(tuple)),
     Target(
-        M.compact_history,
+        maml.compact_history,
         fixed(HISTORY, ints(1, 3)),
         lambda out, a, k: len(out) <= a[1] or pytest.fail("too many rows"),
     ),
-    Target(M.MAMLConfig, fixed(**CONFIG_KEYS), _is(M.MAMLConfig)),
+    Target(maml.MAMLConfig, fixed(**CONFIG_KEYS), _is(maml.MAMLConfig)),
     Target(
-        M.build_model,
-        fixed(maybe(st.sampled_from(list(M.CONFIGS.values())))),
+        maml.build_model,
+        fixed(maybe(st.sampled_from(list(maml.CONFIGS.values())))),
         _is(nn.Module),
     ),
     Target(
-        M.recipe_config,
-        fixed(choice(*M.CONFIGS), maybe(st.sampled_from([None, 0, 5]))),
-        _is(M.MAMLConfig),
+        maml.recipe_config,
+        fixed(choice(*maml.CONFIGS), maybe(st.sampled_from([None, 0, 5]))),
+        _is(maml.MAMLConfig),
     ),
     Target(
-        M.train_sinusoid,
+        maml.train_sinusoid,
         fixed(
             ints(0, 1),
             k_shot=ints(1, 3),
@@ -657,24 +659,34 @@ MAML = [
         ),
         _is(tuple),
     ),
-    Target(M.load_model, fixed(WILD.filter(lambda v: not isinstance(v, str)))),
+    Target(
+        maml.load_model, fixed(WILD.filter(lambda v: not isinstance(v, str)))
+    ),
     # Meta-SGD: a fresh network each time (attaching the rates changes it)
     Target(
-        M.attach_inner_rates,
+        maml.attach_inner_rates,
         fixed(maybe(st.builds(lambda: SinusoidMLP((3,)))), rates()),
         _is(nn.Module),
     ),
     Target(
-        M.inner_rates,
-        fixed(maybe(st.builds(
-            lambda: M.attach_inner_rates(SinusoidMLP((3,)), 0.1)))),
+        maml.inner_rates,
+        fixed(
+            maybe(
+                st.builds(
+                    lambda: maml.attach_inner_rates(SinusoidMLP((3,)), 0.1)
+                )
+            )
+        ),
         _is(dict),
     ),
     Target(
-        M.learned_rate_summary,
+        maml.learned_rate_summary,
         fixed(
-            maybe(st.builds(
-                lambda: M.attach_inner_rates(ConvNet(3, hidden=2), 0.1))),
+            maybe(
+                st.builds(
+                    lambda: maml.attach_inner_rates(ConvNet(3, hidden=2), 0.1)
+                )
+            ),
             alpha0=maybe(st.one_of(st.none(), st.floats(1e-3, 1.0))),
         ),
         _is(list),
@@ -687,12 +699,12 @@ MAML = [
 # -----------------------------------------------------------------------------
 
 
-def _pool(n_chars: int = 8, size: int = 16) -> D.ClassPool:
+def _pool(n_chars: int = 8, size: int = 16) -> data.ClassPool:
     rng = np.random.default_rng(0)
-    images = (rng.random((n_chars, D.DRAWINGS, size, size)) < 0.2).astype(
+    images = (rng.random((n_chars, data.DRAWINGS, size, size)) < 0.2).astype(
         np.float32
     )
-    return D.ClassPool(
+    return data.ClassPool(
         "fuzz",
         images,
         np.arange(1, n_chars + 1),
@@ -711,10 +723,10 @@ EMBEDS = st.sampled_from(
 )
 
 
-def _pool_of(split: str, **kw: Any) -> D.ClassPool:
-    if split not in D.SPLITS:
+def _pool_of(split: str, **kw: Any) -> data.ClassPool:
+    if split not in data.SPLITS:
         raise ValueError(
-            f"split must be one of {list(D.SPLITS)}, got {split!r}"
+            f"split must be one of {list(data.SPLITS)}, got {split!r}"
         )
     return POOL
 
@@ -724,9 +736,9 @@ def with_pool(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     def run(*args: Any, **kwargs: Any) -> Any:
         with (
-            mock.patch.object(S, "omniglot_classes", _pool_of),
-            mock.patch.object(P, "omniglot_classes", _pool_of),
-            mock.patch.object(P, "eval_subset", lambda: POOL),
+            mock.patch.object(siamese, "omniglot_classes", _pool_of),
+            mock.patch.object(protonet, "omniglot_classes", _pool_of),
+            mock.patch.object(protonet, "eval_subset", lambda: POOL),
         ):
             return fn(*args, **kwargs)
 
@@ -765,7 +777,7 @@ def contrastive_args(draw: Any) -> tuple[tuple, dict]:
         d,
         same,
         draw(rates(0.1, 2.0)),
-        form=draw(choice(*S.LOSS_FORMS)),
+        form=draw(choice(*siamese.LOSS_FORMS)),
         reduction=draw(choice("mean", "sum", "none")),
     )
 
@@ -781,7 +793,7 @@ def few_shot_args(draw: Any) -> tuple[tuple, dict]:
     c = draw(st.integers(2, 4))
     z = draw(
         maybe(
-            tensors((c, D.DRAWINGS, 3), wild=False),
+            tensors((c, data.DRAWINGS, 3), wild=False),
             st.one_of(WILD, tensors((3, 5, 2))),
         )
     )
@@ -796,9 +808,9 @@ def few_shot_args(draw: Any) -> tuple[tuple, dict]:
     )
 
 
-def _episode(n: int, q: int) -> D.Episode:
+def _episode(n: int, q: int) -> data.Episode:
     g = torch.Generator().manual_seed(n + 10 * q)
-    return D.Episode(
+    return data.Episode(
         torch.rand(n, 1, 4, 4, generator=g),
         torch.arange(n),
         torch.rand(q, 1, 4, 4, generator=g),
@@ -913,20 +925,20 @@ def protonet_loss_args(draw: Any) -> tuple[tuple, dict]:
 
 SIAMESE = [
     Target(
-        S.euclidean_distance,
+        siamese.euclidean_distance,
         st.tuples(sizes(1, 2, 3), sizes(1, 2, 3)).flatmap(
             lambda s: fixed(tensors(s), tensors(s), maybe(st.just(1e-8)))
         ),
         _shape_of(lambda a, k: a[0].shape[:1]),
     ),
-    Target(S.contrastive_loss, contrastive_args(), _contrastive_shape),
+    Target(siamese.contrastive_loss, contrastive_args(), _contrastive_shape),
     Target(
-        S.SiameseNet,
+        siamese.SiameseNet,
         fixed(maybe(st.sampled_from([None, nn.Flatten()]))),
         _is(nn.Module),
     ),
     Target(
-        lambda *a, **k: S.PairSampler(*a, **k).batch(),
+        lambda *a, **k: siamese.PairSampler(*a, **k).batch(),
         fixed(
             maybe(st.just(POOL)),
             ints(4, 8),
@@ -935,27 +947,27 @@ SIAMESE = [
             group=ints(2, 4),
             seed=seeds(),
         ),
-        _is(S.PairBatch),
+        _is(siamese.PairBatch),
         "PairSampler.batch",
     ),
     Target(
-        S.affine_augment,
+        siamese.affine_augment,
         fixed(tensors((2, 1, 6, 6)), seed=seeds(), p=rates(0, 1)),
         _shape_of(lambda a, k: a[0].shape),
     ),
     Target(
-        S.embed_images,
+        siamese.embed_images,
         fixed(maybe(EMBEDS), inputs(3, 1, 8, 8), batch_size=ints(1, 4)),
         lambda out, a, k: out.shape[0] == a[1].shape[0] or pytest.fail(),
     ),
     Target(
-        S.embed_pool,
+        siamese.embed_pool,
         fixed(maybe(EMBEDS), maybe(st.just(POOL)), batch_size=ints(1, 64)),
-        lambda out, a, k: out.shape[:2] == (len(POOL), D.DRAWINGS)
+        lambda out, a, k: out.shape[:2] == (len(POOL), data.DRAWINGS)
         or pytest.fail(),
     ),
     Target(
-        S.episode_indices,
+        siamese.episode_indices,
         fixed(
             ints(5, 6),
             ints(1, 5),
@@ -965,22 +977,24 @@ SIAMESE = [
         ),
         lambda out, a, k: out[1].shape == (a[1], a[2] + a[3]) or pytest.fail(),
     ),
-    Target(S.few_shot_predictions, few_shot_args(), _is(tuple)),
+    Target(siamese.few_shot_predictions, few_shot_args(), _is(tuple)),
     Target(
-        S.few_shot_accuracy, few_shot_args(), _shape_of(lambda a, k: (a[3],))
+        siamese.few_shot_accuracy,
+        few_shot_args(),
+        _shape_of(lambda a, k: (a[3],)),
     ),
-    Target(S.lake_runs_accuracy, fixed(maybe(EMBEDS), RUNS), _is(tuple)),
+    Target(siamese.lake_runs_accuracy, fixed(maybe(EMBEDS), RUNS), _is(tuple)),
     Target(
-        S.best_threshold,
+        siamese.best_threshold,
         distance_same(),
         lambda out, a, k: math.isfinite(out) or pytest.fail(),
     ),
     Target(
-        S.verification_accuracy,
+        siamese.verification_accuracy,
         distance_same().flatmap(lambda c: fixed(*c[0], rates(0, 2))),
     ),
     Target(
-        S.nearest_neighbours,
+        siamese.nearest_neighbours,
         fixed(
             tensors((4, 2)),
             maybe(
@@ -992,17 +1006,21 @@ SIAMESE = [
         _shape_of(lambda a, k: (len(a[1]), a[2])),
     ),
     Target(
-        S.margin_report,
+        siamese.margin_report,
         distance_same().flatmap(
-            lambda c: fixed(*c[0], rates(0.1, 2), form=choice(*S.LOSS_FORMS))
+            lambda c: fixed(
+                *c[0], rates(0.1, 2), form=choice(*siamese.LOSS_FORMS)
+            )
         ),
         _is(dict),
     ),
     Target(
-        S.loss_gradient_curves, fixed(tensors((3,)), rates(0.1, 2)), _is(dict)
+        siamese.loss_gradient_curves,
+        fixed(tensors((3,)), rates(0.1, 2)),
+        _is(dict),
     ),
     Target(
-        S.fit_2d_embedding,
+        siamese.fit_2d_embedding,
         fixed(
             tensors((4, 3)),
             maybe(
@@ -1010,7 +1028,7 @@ SIAMESE = [
                 st.sampled_from([[0, 1, 2, 3], [0, 0, 0, 0]]),
             ),
             rates(0.1, 2),
-            form=choice(*S.LOSS_FORMS),
+            form=choice(*siamese.LOSS_FORMS),
             steps=ints(1, 3),
             lr=rates(),
             seed=seeds(),
@@ -1018,26 +1036,26 @@ SIAMESE = [
         _shape_of(lambda a, k: (4, 2)),
     ),
     Target(
-        with_pool(S.eval_subset),
+        with_pool(siamese.eval_subset),
         fixed(ints(1, 4)),
-        _is(D.ClassPool),
+        _is(data.ClassPool),
         "eval_subset",
     ),
-    Target(S.training_curves, curves_history(), _is(dict)),
+    Target(siamese.training_curves, curves_history(), _is(dict)),
     Target(
-        S.halving_rate,
+        siamese.halving_rate,
         fixed(rates(), ints(0, 20), ints(1, 20), ints(0, 3)),
         lambda out, a, k: 0 < out <= a[0] or pytest.fail(),
     ),
     Target(
-        S.balanced_pair_loss,
+        siamese.balanced_pair_loss,
         distance_same().flatmap(
             lambda c: fixed(*c[0], negatives=choice("all", "active"))
         ),
         _shape_of(lambda a, k: ()),
     ),
     Target(
-        S.build_siamese,
+        siamese.build_siamese,
         fixed(
             maybe(
                 st.fixed_dictionaries(
@@ -1045,16 +1063,18 @@ SIAMESE = [
                 )
             )
         ),
-        _is(S.SiameseNet),
+        _is(siamese.SiameseNet),
     ),
-    Target(S.recipe_seeds, fixed(VARIANTS, choice("v4", "v5")), _is(list)),
     Target(
-        S.seed_report,
+        siamese.recipe_seeds, fixed(VARIANTS, choice("v4", "v5")), _is(list)
+    ),
+    Target(
+        siamese.seed_report,
         fixed(VARIANTS, choice("v4", "v5"), rates(0, 100)),
         _is(list),
     ),
     Target(
-        S.EnsembleEmbedding,
+        siamese.EnsembleEmbedding,
         fixed(
             maybe(
                 st.just([nn.Flatten()]),
@@ -1063,21 +1083,22 @@ SIAMESE = [
         ),
         _is(nn.Module),
     ),
-    Target(S.seed_checkpoint, fixed(seeds()), _is(str)),
+    Target(siamese.seed_checkpoint, fixed(seeds()), _is(str)),
     Target(
-        S.load_siamese_ensemble,
+        siamese.load_siamese_ensemble,
         fixed(
             maybe(st.sampled_from([[], [-1], [True], "0", 3]), st.just(None))
         ),
     ),
     Target(
-        S.load_siamese, fixed(WILD.filter(lambda v: not isinstance(v, str)))
+        siamese.load_siamese,
+        fixed(WILD.filter(lambda v: not isinstance(v, str))),
     ),
     Target(
-        with_pool(S.train_siamese),
+        with_pool(siamese.train_siamese),
         fixed(
             ints(1, 1),
-            config=train_config(SMALL_TRAIN, S.SIAMESE_CONFIG),
+            config=train_config(SMALL_TRAIN, siamese.SIAMESE_CONFIG),
             seed=seeds(),
             progress=False,
             resume=flags(),
@@ -1087,26 +1108,26 @@ SIAMESE = [
     ),
     # mlkit.protonet shares the embedding tools
     Target(
-        P.prototypes,
+        protonet.prototypes,
         proto_args(),
         _shape_of(lambda a, k: (a[2], a[0].shape[1])),
     ),
     Target(
-        P.prototype_logits,
+        protonet.prototype_logits,
         fixed(tensors((3, 2)), tensors((2, 2))),
         _shape_of(lambda a, k: (a[0].shape[0], a[1].shape[0])),
     ),
-    Target(P.protonet_loss, protonet_loss_args(), _is(tuple)),
+    Target(protonet.protonet_loss, protonet_loss_args(), _is(tuple)),
     Target(
-        P.build_protonet,
+        protonet.build_protonet,
         fixed(maybe(st.fixed_dictionaries({"hidden": ints(1, 4)}))),
         _is(nn.Module),
     ),
     Target(
-        with_pool(P.train_protonet),
+        with_pool(protonet.train_protonet),
         fixed(
             ints(1, 1),
-            config=train_config(PN_SMALL, P.PROTONET_CONFIG),
+            config=train_config(PN_SMALL, protonet.PROTONET_CONFIG),
             seed=seeds(),
             progress=False,
         ),
@@ -1224,7 +1245,7 @@ def class_attention_args(draw: Any) -> tuple[tuple, dict]:
 
 
 def _record(model: Any, layers: Any, **kw: Any) -> dict:
-    with I.record_activations(model, layers, **kw) as acts:
+    with interpret.record_activations(model, layers, **kw) as acts:
         if isinstance(model, nn.Module):
             model(torch.zeros(2, 3))
     return acts
@@ -1245,8 +1266,8 @@ def episode_tensors(draw: Any) -> tuple[tuple, dict]:
 def _fit_predict(
     sx: torch.Tensor, sy: torch.Tensor, qx: torch.Tensor
 ) -> torch.Tensor:
-    protos = P.prototypes(sx, sy, 3)
-    return P.prototype_logits(qx, protos)
+    protos = protonet.prototypes(sx, sy, 3)
+    return protonet.prototype_logits(qx, protos)
 
 
 @st.composite
@@ -1310,7 +1331,7 @@ def task_params_args(draw: Any) -> tuple[tuple, dict]:
     return call(p, draw(ints(0, 2)))
 
 
-SCORER = I.prototype_scorer(
+SCORER = interpret.prototype_scorer(
     lambda x: x.flatten(1),
     torch.randn(3, 3, generator=torch.Generator().manual_seed(0)),
     torch.arange(3),
@@ -1318,7 +1339,7 @@ SCORER = I.prototype_scorer(
 
 INTERPRET = [
     Target(
-        I.patch_mask,
+        interpret.patch_mask,
         fixed(
             maybe(
                 st.lists(sizes(2, 5), min_size=2, max_size=3).map(tuple),
@@ -1328,15 +1349,17 @@ INTERPRET = [
         ),
         _is(torch.Tensor),
     ),
-    Target(I.permutation_importance, permutation_args(), _importance_shape),
-    Target(I.lime_surrogate, lime_args(), _is(I.Surrogate)),
     Target(
-        I.support_attention,
+        interpret.permutation_importance, permutation_args(), _importance_shape
+    ),
+    Target(interpret.lime_surrogate, lime_args(), _is(interpret.Surrogate)),
+    Target(
+        interpret.support_attention,
         attention_args(),
         _shape_of(lambda a, k: (a[0].shape[0], a[1].shape[0])),
     ),
     Target(
-        I.class_attention,
+        interpret.class_attention,
         class_attention_args(),
         lambda out, a, k: out.shape[0] == a[0].shape[0] or pytest.fail(),
     ),
@@ -1350,34 +1373,37 @@ INTERPRET = [
         "record_activations",
     ),
     Target(
-        I.weight_change,
+        interpret.weight_change,
         fixed(maybe(WEIGHTS), maybe(WEIGHTS), relative=flags()),
         _is(dict),
     ),
     Target(
-        I.linear_cka,
+        interpret.linear_cka,
         sizes(1, 2, 3, 4, 6).flatmap(
-            lambda n: fixed(tensors((n, 3)), tensors((n, 2)),
-                            debiased=flags())
+            lambda n: fixed(tensors((n, 3)), tensors((n, 2)), debiased=flags())
         ),
         lambda out, a, k: -1 - 1e-9 <= out <= 1 + 1e-9 or pytest.fail(),
     ),
     Target(
-        I.cka_interval,
+        interpret.cka_interval,
         sizes(4, 6).flatmap(
-            lambda n: fixed(tensors((n, 3)), tensors((n, 2)),
-                            tensors((n,), "int"), n_boot=ints(10, 20),
-                            seed=seeds())
+            lambda n: fixed(
+                tensors((n, 3)),
+                tensors((n, 2)),
+                tensors((n,), "int"),
+                n_boot=ints(10, 20),
+                seed=seeds(),
+            )
         ),
-        _is(I.CKAInterval),
+        _is(interpret.CKAInterval),
     ),
     Target(
-        I.default_layers,
+        interpret.default_layers,
         fixed(maybe(st.sampled_from([NET, MLP, CONV]))),
         _is(list),
     ),
     Target(
-        I.layer_activations,
+        interpret.layer_activations,
         fixed(
             maybe(st.just(NET)),
             maybe(st.just(None)),
@@ -1387,7 +1413,7 @@ INTERPRET = [
         _is(dict),
     ),
     Target(
-        I.layer_cka,
+        interpret.layer_cka,
         fixed(
             maybe(st.just(NET)),
             None,
@@ -1397,12 +1423,12 @@ INTERPRET = [
         _is(dict),
     ),
     Target(
-        I.frozen_statistics,
+        interpret.frozen_statistics,
         fixed(maybe(st.just(CONV)), None, inputs(2, 1, 8, 8)),
         lambda out, a, k: callable(out) or pytest.fail(),
     ),
     Target(
-        I.prototype_scorer,
+        interpret.prototype_scorer,
         fixed(
             maybe(st.just(lambda x: x.flatten(1))),
             tensors((3, 2)),
@@ -1412,12 +1438,12 @@ INTERPRET = [
         lambda out, a, k: callable(out) or pytest.fail(),
     ),
     Target(
-        I.pair_similarity,
+        interpret.pair_similarity,
         fixed(maybe(st.just(lambda x: x.flatten(1))), inputs(1, 3)),
         lambda out, a, k: callable(out) or pytest.fail(),
     ),
     Target(
-        I.saliency,
+        interpret.saliency,
         fixed(
             maybe(st.sampled_from([NET, SCORER])),
             inputs(2, 3),
@@ -1425,10 +1451,10 @@ INTERPRET = [
                 st.sampled_from([0, 1]), st.sampled_from([None, 2, 1.0, "0"])
             ),
         ),
-        _is(I.Attribution),
+        _is(interpret.Attribution),
     ),
     Target(
-        I.integrated_gradients,
+        interpret.integrated_gradients,
         fixed(
             maybe(st.sampled_from([NET, SCORER])),
             inputs(2, 3),
@@ -1438,21 +1464,25 @@ INTERPRET = [
             n_steps=ints(2, 4),
             method=choice("gausslegendre", "riemann_left"),
         ),
-        _is(I.Attribution),
+        _is(interpret.Attribution),
     ),
     Target(
-        I.loo_influence,
+        interpret.loo_influence,
         episode_tensors().map(lambda c: ((_fit_predict,) + c[0], {})),
         _shape_of(lambda a, k: (a[3].shape[0], a[1].shape[0])),
     ),
     Target(
-        I.gradient_influence,
+        interpret.gradient_influence,
         episode_tensors().map(lambda c: ((_fit_predict,) + c[0], {})),
         _is(tuple),
     ),
-    Target(I.fast_weight_trajectory, trajectory_args(), _is(I.Trajectory)),
     Target(
-        I.layer_of,
+        interpret.fast_weight_trajectory,
+        trajectory_args(),
+        _is(interpret.Trajectory),
+    ),
+    Target(
+        interpret.layer_of,
         fixed(
             maybe(st.sampled_from(["body.0.1.weight", "head.bias", "w"])),
             ints(1, 3),
@@ -1460,33 +1490,35 @@ INTERPRET = [
         _is(str),
     ),
     Target(
-        I.activation_change, activation_change_args(), _is(I.ActivationChange)
+        interpret.activation_change,
+        activation_change_args(),
+        _is(interpret.ActivationChange),
     ),
     Target(
-        I.top_activating,
+        interpret.top_activating,
         sizes(1, 2, 3, 4).flatmap(
             lambda n: fixed(tensors((n, 2)), ints(1, 4))
         ),
         _shape_of(lambda a, k: (a[0].shape[1], a[1])),
     ),
     Target(
-        I.effective_rank,
+        interpret.effective_rank,
         fixed(tensors((3, 2))),
         lambda out, a, k: math.isfinite(out) and out >= 0 or pytest.fail(),
     ),
     Target(
-        I.dead_units,
+        interpret.dead_units,
         fixed(tensors((3, 2)), rates(0, 1)),
         _shape_of(lambda a, k: a[0].shape[1:2]),
     ),
     Target(
-        I.class_selectivity,
+        interpret.class_selectivity,
         sizes(1, 2, 3, 4).flatmap(
             lambda n: fixed(tensors((n, 2)), labels((n,)))
         ),
         _shape_of(lambda a, k: a[0].shape[1:2]),
     ),
-    Target(I.task_params, task_params_args(), _is(dict)),
+    Target(interpret.task_params, task_params_args(), _is(dict)),
 ]
 
 STATS = [
@@ -1517,7 +1549,7 @@ NETS = [
         _is(nn.Module),
     ),
     Target(
-        N.InductiveConvEmbedding,
+        nets.InductiveConvEmbedding,
         fixed(
             hidden=ints(1, 4),
             out_dim=maybe(st.sampled_from([None, 2])),
@@ -1526,9 +1558,9 @@ NETS = [
         ),
         _is(nn.Module),
     ),
-    Target(N.head_parameter_names, fixed(maybe(MODELS)), _is(list)),
+    Target(nets.head_parameter_names, fixed(maybe(MODELS)), _is(list)),
     Target(
-        T.flat,
+        theory.flat,
         fixed(
             maybe(
                 st.just(dict(MLP.named_parameters())),
@@ -1538,15 +1570,17 @@ NETS = [
         _is(torch.Tensor),
     ),
     Target(
-        T.gradient_agreement, fixed(tensors((3,)), tensors((3,))), _is(dict)
+        theory.gradient_agreement,
+        fixed(tensors((3,)), tensors((3,))),
+        _is(dict),
     ),
     Target(
-        T.linear_model,
+        theory.linear_model,
         fixed(maybe(st.tuples(rates(), rates()))),
         _is(nn.Module),
     ),
     Target(
-        T.toy_points,
+        theory.toy_points,
         fixed(
             ints(2, 3),
             ints(2, 3),
@@ -1557,7 +1591,7 @@ NETS = [
         _is(tuple),
     ),
     Target(
-        T.class_spacing,
+        theory.class_spacing,
         fixed(
             tensors((4, 2)),
             maybe(
@@ -1576,17 +1610,24 @@ NETS = [
 # -----------------------------------------------------------------------------
 
 
-FAMILIES = {"maml": MAML, "siamese": SIAMESE, "interpret": INTERPRET,
-            "stats": STATS, "nets_and_theory": NETS}
+FAMILIES = {
+    "maml": MAML,
+    "siamese": SIAMESE,
+    "interpret": INTERPRET,
+    "stats": STATS,
+    "nets_and_theory": NETS,
+}
 
 
 @pytest.mark.parametrize(
-    "target", [t for family in FAMILIES.values() for t in family],
-    ids=[f"{name}-{t}" for name, family in FAMILIES.items() for t in family])
+    "target",
+    [t for family in FAMILIES.values() for t in family],
+    ids=[f"{name}-{t}" for name, family in FAMILIES.items() for t in family],
+)
 @FUZZ
-@given(data=st.data())
-def test_fuzz(target: Target, data: st.DataObject) -> None:
-    _run(target, data)
+@given(draws=st.data())
+def test_fuzz(target: Target, draws: st.DataObject) -> None:
+    _run(target, draws)
 
 
 # -----------------------------------------------------------------------------
@@ -1595,437 +1636,454 @@ def test_fuzz(target: Target, data: st.DataObject) -> None:
 
 
 def _sinusoid_batch(t: int = 2, n: int = 3) -> Any:
-    return D.sample_sinusoid_tasks(t, n, n, seed=0)
+    return data.sample_sinusoid_tasks(t, n, n, seed=0)
 
 
 def test_losses_and_metrics_refuse_to_broadcast():
     # (5, 1) against (5,) used to give a (5, 5) loss and a wrong accuracy
     with pytest.raises(ValueError, match="target must have pred's shape"):
-        M.mse_loss(torch.zeros(5, 1), torch.zeros(5))
+        maml.mse_loss(torch.zeros(5, 1), torch.zeros(5))
     with pytest.raises(ValueError, match="labels must have shape"):
-        M.accuracy(torch.zeros(5, 3), torch.zeros(5, 1, dtype=torch.long))
+        maml.accuracy(torch.zeros(5, 3), torch.zeros(5, 1, dtype=torch.long))
     with pytest.raises(ValueError, match="labels must have shape"):
-        M.cross_entropy(torch.zeros(5, 3), torch.zeros(5, 1, dtype=torch.long))
+        maml.cross_entropy(
+            torch.zeros(5, 3), torch.zeros(5, 1, dtype=torch.long)
+        )
     with pytest.raises(ValueError, match="labels must be in"):
-        M.cross_entropy(
+        maml.cross_entropy(
             torch.zeros(5, 3), torch.full((5,), -100)
         )  # not ignored
-    assert M.mse_loss(torch.zeros(2, 5, 1), torch.ones(2, 5, 1)).tolist() == [
-        1.0,
-        1.0,
-    ]
-    assert M.accuracy(torch.eye(3)[None], torch.arange(3)[None]).tolist() == [
-        1.0
-    ]
+    assert maml.mse_loss(
+        torch.zeros(2, 5, 1), torch.ones(2, 5, 1)
+    ).tolist() == [1.0, 1.0]
+    assert maml.accuracy(
+        torch.eye(3)[None], torch.arange(3)[None]
+    ).tolist() == [1.0]
 
 
 def test_permutation_importance_refuses_a_broadcast_target():
     x = torch.randn(6, 3, generator=torch.Generator().manual_seed(0))
     with pytest.raises(ValueError, match="y must have predict"):
-        I.permutation_importance(lambda v: v[:, :1], x, torch.randn(6))
+        interpret.permutation_importance(lambda v: v[:, :1], x, torch.randn(6))
     with pytest.raises(ValueError, match="y must hold labels"):
-        I.permutation_importance(
+        interpret.permutation_importance(
             lambda v: v[:, :2], x, torch.tensor([0, 1, 2, 0, 1, 0])
         )
-    ok = I.permutation_importance(
+    ok = interpret.permutation_importance(
         lambda v: v[:, :1], x, torch.randn(6, 1), n_repeats=2
     )
     assert ok.importances.shape == (2, 3)
 
 
 ERRORS_THAT_WERE_NOT_VALUE_ERRORS = [
-        (lambda: S.eval_subset(0), "stride"),  # was a ZeroDivisionError
-        (
-            lambda: S.halving_rate(1e-3, 0, 10, -1),
-            "halvings",
-        ),  # was a ZeroDivisionError
-        (lambda: I.task_params({}, 0), "params"),  # was a StopIteration
-        (
-            lambda: I.effective_rank(torch.full((3, 2), math.nan)),
-            "z must be finite",
-        ),  # LinAlgError
-        (
-            lambda: S.few_shot_accuracy(
-                torch.zeros(3, D.DRAWINGS, 2), 2, None
-            ),
-            "k_shot",
+    (lambda: siamese.eval_subset(0), "stride"),  # was a ZeroDivisionError
+    (
+        lambda: siamese.halving_rate(1e-3, 0, 10, -1),
+        "halvings",
+    ),  # was a ZeroDivisionError
+    (lambda: interpret.task_params({}, 0), "params"),  # was a StopIteration
+    (
+        lambda: interpret.effective_rank(torch.full((3, 2), math.nan)),
+        "z must be finite",
+    ),  # LinAlgError
+    (
+        lambda: siamese.few_shot_accuracy(
+            torch.zeros(3, data.DRAWINGS, 2), 2, None
         ),
-        (
-            lambda: M.predict_tasks(nn.Linear(1, 1), {}, torch.zeros(1, 1, 1)),
-            "model",
-        ),  # TypeError
-        (
-            lambda: M.recipe_config(["maml-sinusoid"]),
-            "name",
-        ),  # was a TypeError
-        (lambda: I.patch_mask(None, 2), "shape"),  # was a TypeError
-        (
-            lambda: I.class_attention(
-                torch.zeros(2, 0), torch.zeros(0, dtype=torch.long)
-            ),
-            "support_y",
-        ),  # was a RuntimeError
-        (
-            lambda: S.nearest_neighbours(
-                torch.zeros(4, 2, dtype=torch.long), [0]
-            ),
-            "embeddings",
+        "k_shot",
+    ),
+    (
+        lambda: maml.predict_tasks(nn.Linear(1, 1), {}, torch.zeros(1, 1, 1)),
+        "model",
+    ),  # TypeError
+    (
+        lambda: maml.recipe_config(["maml-sinusoid"]),
+        "name",
+    ),  # was a TypeError
+    (lambda: interpret.patch_mask(None, 2), "shape"),  # was a TypeError
+    (
+        lambda: interpret.class_attention(
+            torch.zeros(2, 0), torch.zeros(0, dtype=torch.long)
         ),
+        "support_y",
+    ),  # was a RuntimeError
+    (
+        lambda: siamese.nearest_neighbours(
+            torch.zeros(4, 2, dtype=torch.long), [0]
+        ),
+        "embeddings",
+    ),
 ]
 
 
 ZERO_AND_NEGATIVE_COUNTS = [
-        (lambda: M.summed_cross_entropy(0), "k_shot"),
-        (lambda: M.MAMLConfig(task="omniglot", n_way=0), "n_way"),
-        (lambda: M.MAMLConfig(task="sinusoid", k_shot=-1), "k_shot"),
-        (lambda: M.MAMLConfig(task="sinusoid", meta_batch=0), "meta_batch"),
-        (
-            lambda: M.adapt(
-                MLP,
-                torch.zeros(3, 1),
-                torch.zeros(3, 1),
-                loss_fn=M.mse_loss,
-                inner_steps=-1,
-            ),
-            "inner_steps",
+    (lambda: maml.summed_cross_entropy(0), "k_shot"),
+    (lambda: maml.MAMLConfig(task="omniglot", n_way=0), "n_way"),
+    (lambda: maml.MAMLConfig(task="sinusoid", k_shot=-1), "k_shot"),
+    (lambda: maml.MAMLConfig(task="sinusoid", meta_batch=0), "meta_batch"),
+    (
+        lambda: maml.adapt(
+            MLP,
+            torch.zeros(3, 1),
+            torch.zeros(3, 1),
+            loss_fn=maml.mse_loss,
+            inner_steps=-1,
         ),
-        (
-            lambda: M.adaptation_curve(
-                MLP,
-                _sinusoid_batch(),
-                loss_fn=M.mse_loss,
-                alpha=0.1,
-                max_steps=-1,
-            ),
-            "max_steps",
+        "inner_steps",
+    ),
+    (
+        lambda: maml.adaptation_curve(
+            MLP,
+            _sinusoid_batch(),
+            loss_fn=maml.mse_loss,
+            alpha=0.1,
+            max_steps=-1,
         ),
-        (
-            lambda: M.meta_train(
-                MLP,
-                lambda rng: _sinusoid_batch(),
-                loss_fn=M.mse_loss,
-                iterations=-1,
-                progress=False,
-            ),
-            "iterations",
+        "max_steps",
+    ),
+    (
+        lambda: maml.meta_train(
+            MLP,
+            lambda rng: _sinusoid_batch(),
+            loss_fn=maml.mse_loss,
+            iterations=-1,
+            progress=False,
         ),
-        (
-            lambda: M.meta_train(
-                MLP,
-                lambda rng: _sinusoid_batch(),
-                loss_fn=M.mse_loss,
-                iterations=1,
-                log_every=0,
-                progress=False,
-            ),
-            "log_every",
+        "iterations",
+    ),
+    (
+        lambda: maml.meta_train(
+            MLP,
+            lambda rng: _sinusoid_batch(),
+            loss_fn=maml.mse_loss,
+            iterations=1,
+            log_every=0,
+            progress=False,
         ),
-        (lambda: M.compact_history([], 0), "max_rows"),
-        (
-            lambda: S.few_shot_accuracy(torch.zeros(3, D.DRAWINGS, 2), 0, 1),
-            "n_way",
+        "log_every",
+    ),
+    (lambda: maml.compact_history([], 0), "max_rows"),
+    (
+        lambda: siamese.few_shot_accuracy(
+            torch.zeros(3, data.DRAWINGS, 2), 0, 1
         ),
-        (
-            lambda: S.few_shot_accuracy(torch.zeros(3, D.DRAWINGS, 2), 2, 0),
-            "k_shot",
+        "n_way",
+    ),
+    (
+        lambda: siamese.few_shot_accuracy(
+            torch.zeros(3, data.DRAWINGS, 2), 2, 0
         ),
-        (
-            lambda: S.few_shot_accuracy(
-                torch.zeros(3, D.DRAWINGS, 2), 2, 1, 0
-            ),
-            "n_tasks",
+        "k_shot",
+    ),
+    (
+        lambda: siamese.few_shot_accuracy(
+            torch.zeros(3, data.DRAWINGS, 2), 2, 1, 0
         ),
-        (
-            lambda: S.episode_indices(5, 6, 1, 1, np.random.default_rng(0)),
-            "n_way",
+        "n_tasks",
+    ),
+    (
+        lambda: siamese.episode_indices(5, 6, 1, 1, np.random.default_rng(0)),
+        "n_way",
+    ),
+    (
+        lambda: siamese.embed_images(
+            nn.Flatten(), torch.zeros(2, 1, 4, 4), batch_size=0
         ),
-        (
-            lambda: S.embed_images(
-                nn.Flatten(), torch.zeros(2, 1, 4, 4), batch_size=0
-            ),
-            "batch_size",
+        "batch_size",
+    ),
+    (
+        lambda: siamese.training_curves(
+            {"iteration": [1], "eval_iteration": [], "eval": []}, [], 0
         ),
-        (
-            lambda: S.training_curves(
-                {"iteration": [1], "eval_iteration": [], "eval": []}, [], 0
-            ),
-            "points",
+        "points",
+    ),
+    (
+        lambda: siamese.fit_2d_embedding(
+            torch.zeros(4, 2), [0, 0, 1, 1], 1.0, steps=0
         ),
-        (
-            lambda: S.fit_2d_embedding(
-                torch.zeros(4, 2), [0, 0, 1, 1], 1.0, steps=0
-            ),
-            "steps",
-        ),
-        (lambda: I.top_activating(torch.zeros(3, 2), 0), "k"),
-        (lambda: I.layer_of("head.bias", 0), "depth"),
+        "steps",
+    ),
+    (lambda: interpret.top_activating(torch.zeros(3, 2), 0), "k"),
+    (lambda: interpret.layer_of("head.bias", 0), "depth"),
 ]
 
 
 NAN_AND_INF_RATES_AND_VALUES = [
-        (
-            lambda: M.adapt(
-                MLP,
-                torch.zeros(3, 1),
-                torch.zeros(3, 1),
-                loss_fn=M.mse_loss,
-                alpha=math.inf,
-            ),
-            "alpha",
+    (
+        lambda: maml.adapt(
+            MLP,
+            torch.zeros(3, 1),
+            torch.zeros(3, 1),
+            loss_fn=maml.mse_loss,
+            alpha=math.inf,
         ),
-        (
-            lambda: M.adapt_tasks(
-                MLP,
-                torch.zeros(1, 3, 1),
-                torch.zeros(1, 3, 1),
-                loss_fn=M.mse_loss,
-                alpha=math.nan,
-            ),
-            "alpha",
+        "alpha",
+    ),
+    (
+        lambda: maml.adapt_tasks(
+            MLP,
+            torch.zeros(1, 3, 1),
+            torch.zeros(1, 3, 1),
+            loss_fn=maml.mse_loss,
+            alpha=math.nan,
         ),
-        (
-            lambda: M.meta_train(
-                MLP,
-                lambda rng: _sinusoid_batch(),
-                loss_fn=M.mse_loss,
-                iterations=1,
-                meta_lr=math.nan,
-                progress=False,
-            ),
-            "meta_lr",
+        "alpha",
+    ),
+    (
+        lambda: maml.meta_train(
+            MLP,
+            lambda rng: _sinusoid_batch(),
+            loss_fn=maml.mse_loss,
+            iterations=1,
+            meta_lr=math.nan,
+            progress=False,
         ),
-        (
-            lambda: M.meta_train(
-                MLP,
-                lambda rng: _sinusoid_batch(),
-                loss_fn=M.mse_loss,
-                iterations=1,
-                meta_lr=-1e-3,
-                progress=False,
-            ),
-            "meta_lr",
+        "meta_lr",
+    ),
+    (
+        lambda: maml.meta_train(
+            MLP,
+            lambda rng: _sinusoid_batch(),
+            loss_fn=maml.mse_loss,
+            iterations=1,
+            meta_lr=-1e-3,
+            progress=False,
         ),
-        (lambda: M.MAMLConfig(task="sinusoid", meta_lr=math.inf), "meta_lr"),
-        (
-            lambda: M.tune_alpha(
-                MLP,
-                _sinusoid_batch(),
-                [0.1, math.nan],
-                loss_fn=M.mse_loss,
-                inner_steps=1,
-            ),
-            "alphas",
+        "meta_lr",
+    ),
+    (lambda: maml.MAMLConfig(task="sinusoid", meta_lr=math.inf), "meta_lr"),
+    (
+        lambda: maml.tune_alpha(
+            MLP,
+            _sinusoid_batch(),
+            [0.1, math.nan],
+            loss_fn=maml.mse_loss,
+            inner_steps=1,
         ),
-        (lambda: S.halving_rate(math.nan, 0, 10, 1), "base"),
-        (
-            lambda: S.fit_2d_embedding(
-                torch.zeros(4, 2), [0, 0, 1, 1], 1.0, lr=math.inf
-            ),
-            "lr",
+        "alphas",
+    ),
+    (lambda: siamese.halving_rate(math.nan, 0, 10, 1), "base"),
+    (
+        lambda: siamese.fit_2d_embedding(
+            torch.zeros(4, 2), [0, 0, 1, 1], 1.0, lr=math.inf
         ),
-        (
-            lambda: S.euclidean_distance(
-                torch.zeros(2, 2), torch.zeros(2, 2), eps=math.nan
-            ),
-            "eps",
+        "lr",
+    ),
+    (
+        lambda: siamese.euclidean_distance(
+            torch.zeros(2, 2), torch.zeros(2, 2), eps=math.nan
         ),
-        (
-            lambda: S.verification_accuracy([0.1, 0.2], [0, 1], math.nan),
-            "threshold",
+        "eps",
+    ),
+    (
+        lambda: siamese.verification_accuracy([0.1, 0.2], [0, 1], math.nan),
+        "threshold",
+    ),
+    (lambda: siamese.best_threshold([0.1, math.nan], [0, 1]), "distance"),
+    (
+        lambda: interpret.support_attention(
+            torch.zeros(1, 2), torch.zeros(2, 2), temperature=math.inf
         ),
-        (lambda: S.best_threshold([0.1, math.nan], [0, 1]), "distance"),
-        (
-            lambda: I.support_attention(
-                torch.zeros(1, 2), torch.zeros(2, 2), temperature=math.inf
-            ),
-            "temperature",
+        "temperature",
+    ),
+    (
+        lambda: interpret.lime_surrogate(
+            lambda v: v.sum(1), torch.zeros(1, 3), kernel_width=math.nan
         ),
-        (
-            lambda: I.lime_surrogate(
-                lambda v: v.sum(1), torch.zeros(1, 3), kernel_width=math.nan
-            ),
-            "kernel_width",
-        ),
-        (lambda: I.dead_units(torch.zeros(3, 2), tol=math.nan), "tol"),
-        (lambda: stats.mean_ci95([1.0, math.nan]), "values"),
-        (lambda: stats.mean_ci95([1.0, math.inf]), "values"),
+        "kernel_width",
+    ),
+    (lambda: interpret.dead_units(torch.zeros(3, 2), tol=math.nan), "tol"),
+    (lambda: stats.mean_ci95([1.0, math.nan]), "values"),
+    (lambda: stats.mean_ci95([1.0, math.inf]), "values"),
 ]
 
 
 BOOLS_WHERE_NUMBERS_BELONG = [
-        (lambda: M.summed_cross_entropy(True), "k_shot"),
-        (lambda: M.MAMLConfig(task="omniglot", n_way=True), "n_way"),
-        (
-            lambda: M.adapt(
-                MLP,
-                torch.zeros(3, 1),
-                torch.zeros(3, 1),
-                loss_fn=M.mse_loss,
-                inner_steps=True,
-            ),
-            "inner_steps",
+    (lambda: maml.summed_cross_entropy(True), "k_shot"),
+    (lambda: maml.MAMLConfig(task="omniglot", n_way=True), "n_way"),
+    (
+        lambda: maml.adapt(
+            MLP,
+            torch.zeros(3, 1),
+            torch.zeros(3, 1),
+            loss_fn=maml.mse_loss,
+            inner_steps=True,
         ),
-        (
-            lambda: M.adapt(
-                MLP,
-                torch.zeros(3, 1),
-                torch.zeros(3, 1),
-                loss_fn=M.mse_loss,
-                alpha=True,
-            ),
-            "alpha",
+        "inner_steps",
+    ),
+    (
+        lambda: maml.adapt(
+            MLP,
+            torch.zeros(3, 1),
+            torch.zeros(3, 1),
+            loss_fn=maml.mse_loss,
+            alpha=True,
         ),
-        (
-            lambda: M.train_sinusoid(1, meta_batch=True, progress=False),
-            "meta_batch",
+        "alpha",
+    ),
+    (
+        lambda: maml.train_sinusoid(1, meta_batch=True, progress=False),
+        "meta_batch",
+    ),
+    (lambda: siamese.halving_rate(1e-3, 0, True, 1), "iterations"),
+    (
+        lambda: siamese.few_shot_accuracy(
+            torch.zeros(3, data.DRAWINGS, 2), True, 1
         ),
-        (lambda: S.halving_rate(1e-3, 0, True, 1), "iterations"),
-        (
-            lambda: S.few_shot_accuracy(
-                torch.zeros(3, D.DRAWINGS, 2), True, 1
-            ),
-            "n_way",
-        ),
-        (lambda: S.eval_subset(True), "stride"),
-        (lambda: S.affine_augment(torch.zeros(1, 1, 4, 4), p=True), "p"),
-        (lambda: I.top_activating(torch.zeros(3, 2), True), "k"),
-        (lambda: I.task_params({"w": torch.zeros(2, 1)}, True), "task"),
+        "n_way",
+    ),
+    (lambda: siamese.eval_subset(True), "stride"),
+    (lambda: siamese.affine_augment(torch.zeros(1, 1, 4, 4), p=True), "p"),
+    (lambda: interpret.top_activating(torch.zeros(3, 2), True), "k"),
+    (lambda: interpret.task_params({"w": torch.zeros(2, 1)}, True), "task"),
 ]
 
 
 UNKNOWN_STRINGS = [
-        (
-            lambda: S.few_shot_accuracy(
-                torch.zeros(3, D.DRAWINGS, 2), 2, 1, method="bogus"
-            ),
-            "method",
+    (
+        lambda: siamese.few_shot_accuracy(
+            torch.zeros(3, data.DRAWINGS, 2), 2, 1, method="bogus"
         ),
-        (
-            lambda: S.contrastive_loss(
-                torch.zeros(2), torch.ones(2), form="bogus"
-            ),
-            "form",
+        "method",
+    ),
+    (
+        lambda: siamese.contrastive_loss(
+            torch.zeros(2), torch.ones(2), form="bogus"
         ),
-        (
-            lambda: S.fit_2d_embedding(
-                torch.zeros(4, 2), [0, 0, 1, 1], 1.0, form="bogus"
-            ),
-            "form",
+        "form",
+    ),
+    (
+        lambda: siamese.fit_2d_embedding(
+            torch.zeros(4, 2), [0, 0, 1, 1], 1.0, form="bogus"
         ),
-        (
-            lambda: S.train_siamese(1, config={"split": "bogus"}),
-            "split",
-        ),  # before loading
-        (
-            lambda: S.train_siamese(1, config={"hiden": 8}),
-            "unknown keys",
-        ),  # a typo
-        (
-            lambda: P.train_protonet(1, config={"negatives": "all"}),
-            "unknown keys",
+        "form",
+    ),
+    (
+        lambda: siamese.train_siamese(1, config={"split": "bogus"}),
+        "split",
+    ),  # before loading
+    (
+        lambda: siamese.train_siamese(1, config={"hiden": 8}),
+        "unknown keys",
+    ),  # a typo
+    (
+        lambda: protonet.train_protonet(1, config={"negatives": "all"}),
+        "unknown keys",
+    ),
+    (
+        lambda: maml.MAMLConfig(task="sinusoid", inner_loss="bogus"),
+        "inner_loss",
+    ),
+    (lambda: maml.MAMLConfig(task="omniglot", split="bogus"), "split"),
+    (lambda: maml.MAMLConfig(task="bogus"), "task"),
+    (lambda: maml.recipe_config("bogus"), "name"),
+    (
+        lambda: interpret.support_attention(
+            torch.zeros(1, 2), torch.zeros(2, 2), metric="bogus"
         ),
-        (
-            lambda: M.MAMLConfig(task="sinusoid", inner_loss="bogus"),
-            "inner_loss",
+        "metric",
+    ),
+    (
+        lambda: interpret.integrated_gradients(
+            nn.Linear(2, 1), torch.zeros(1, 2), target=0, method="bogus"
         ),
-        (lambda: M.MAMLConfig(task="omniglot", split="bogus"), "split"),
-        (lambda: M.MAMLConfig(task="bogus"), "task"),
-        (lambda: M.recipe_config("bogus"), "name"),
-        (
-            lambda: I.support_attention(
-                torch.zeros(1, 2), torch.zeros(2, 2), metric="bogus"
-            ),
-            "metric",
-        ),
-        (
-            lambda: I.integrated_gradients(
-                nn.Linear(2, 1), torch.zeros(1, 2), target=0, method="bogus"
-            ),
-            "method",
-        ),
-        (
-            lambda: S.recipe_seeds([{"tag": "v4", "changes": {}}], "v9"),
-            "recipe",
-        ),
+        "method",
+    ),
+    (
+        lambda: siamese.recipe_seeds([{"tag": "v4", "changes": {}}], "v9"),
+        "recipe",
+    ),
 ]
 
 
 EMPTY_INPUTS = [
-        (lambda: stats.mean_ci95([]), "values"),
-        (lambda: M.mse_loss(torch.zeros(0, 1), torch.zeros(0, 1)), "pred"),
-        (
-            lambda: M.cross_entropy(
-                torch.zeros(0, 3), torch.zeros(0, dtype=torch.long)
+    (lambda: stats.mean_ci95([]), "values"),
+    (lambda: maml.mse_loss(torch.zeros(0, 1), torch.zeros(0, 1)), "pred"),
+    (
+        lambda: maml.cross_entropy(
+            torch.zeros(0, 3), torch.zeros(0, dtype=torch.long)
+        ),
+        "logits",
+    ),
+    (
+        lambda: maml.evaluate(
+            MLP,
+            [],
+            loss_fn=maml.mse_loss,
+            inner_steps=1,
+            alpha=0.01,
+            metric=maml.mse_loss,
+        ),
+        "tasks",
+    ),
+    (
+        lambda: maml.query_loss(
+            MLP,
+            SimpleNamespace(
+                **dict.fromkeys(
+                    ["support_x", "support_y", "query_x", "query_y"],
+                    torch.zeros(0, 3, 1),
+                )
             ),
-            "logits",
+            loss_fn=maml.mse_loss,
+            inner_steps=1,
+            alpha=0.01,
         ),
-        (
-            lambda: M.evaluate(
-                MLP,
-                [],
-                loss_fn=M.mse_loss,
-                inner_steps=1,
-                alpha=0.01,
-                metric=M.mse_loss,
-            ),
-            "tasks",
+        "tasks",
+    ),
+    (
+        lambda: maml.tune_alpha(
+            MLP, _sinusoid_batch(), [], loss_fn=maml.mse_loss, inner_steps=1
         ),
-        (
-            lambda: M.query_loss(
-                MLP,
-                SimpleNamespace(
-                    **dict.fromkeys(
-                        ["support_x", "support_y", "query_x", "query_y"],
-                        torch.zeros(0, 3, 1),
-                    )
-                ),
-                loss_fn=M.mse_loss,
-                inner_steps=1,
-                alpha=0.01,
-            ),
-            "tasks",
+        "alphas",
+    ),
+    (lambda: siamese.best_threshold([], []), "distance"),
+    (lambda: siamese.lake_runs_accuracy(nn.Flatten(), []), "runs"),
+    (
+        lambda: siamese.embed_images(nn.Flatten(), torch.zeros(0, 1, 4, 4)),
+        "images",
+    ),
+    (lambda: siamese.nearest_neighbours(torch.zeros(4, 2), []), "queries"),
+    (lambda: siamese.load_siamese_ensemble([]), "seeds"),
+    (lambda: siamese.EnsembleEmbedding([]), "members"),
+    (lambda: interpret.linear_cka(torch.zeros(0, 2), torch.zeros(0, 2)), "x"),
+    (lambda: interpret.dead_units(torch.zeros(0, 2)), "z"),
+    (
+        lambda: interpret.class_selectivity(
+            torch.zeros(0, 2), torch.zeros(0, dtype=torch.long)
         ),
-        (
-            lambda: M.tune_alpha(
-                MLP, _sinusoid_batch(), [], loss_fn=M.mse_loss, inner_steps=1
-            ),
-            "alphas",
-        ),
-        (lambda: S.best_threshold([], []), "distance"),
-        (lambda: S.lake_runs_accuracy(nn.Flatten(), []), "runs"),
-        (
-            lambda: S.embed_images(nn.Flatten(), torch.zeros(0, 1, 4, 4)),
-            "images",
-        ),
-        (lambda: S.nearest_neighbours(torch.zeros(4, 2), []), "queries"),
-        (lambda: S.load_siamese_ensemble([]), "seeds"),
-        (lambda: S.EnsembleEmbedding([]), "members"),
-        (lambda: I.linear_cka(torch.zeros(0, 2), torch.zeros(0, 2)), "x"),
-        (lambda: I.dead_units(torch.zeros(0, 2)), "z"),
-        (
-            lambda: I.class_selectivity(
-                torch.zeros(0, 2), torch.zeros(0, dtype=torch.long)
-            ),
-            "z",
-        ),
+        "z",
+    ),
 ]
 
 
 # Bad input of every kind raises a ValueError naming the argument; one test
 # over the groups above (its ids start with the group's name).
 ERROR_CASES = [
-    *[pytest.param(*case, id=f"errors_that_were_not_value_errors-{i}")
-      for i, case in enumerate(ERRORS_THAT_WERE_NOT_VALUE_ERRORS)],
-    *[pytest.param(*case, id=f"zero_and_negative_counts-{i}")
-      for i, case in enumerate(ZERO_AND_NEGATIVE_COUNTS)],
-    *[pytest.param(*case, id=f"nan_and_inf_rates_and_values-{i}")
-      for i, case in enumerate(NAN_AND_INF_RATES_AND_VALUES)],
-    *[pytest.param(*case, id=f"bools_where_numbers_belong-{i}")
-      for i, case in enumerate(BOOLS_WHERE_NUMBERS_BELONG)],
-    *[pytest.param(*case, id=f"unknown_strings-{i}")
-      for i, case in enumerate(UNKNOWN_STRINGS)],
-    *[pytest.param(*case, id=f"empty_inputs-{i}")
-      for i, case in enumerate(EMPTY_INPUTS)],
+    *[
+        pytest.param(*case, id=f"errors_that_were_not_value_errors-{i}")
+        for i, case in enumerate(ERRORS_THAT_WERE_NOT_VALUE_ERRORS)
+    ],
+    *[
+        pytest.param(*case, id=f"zero_and_negative_counts-{i}")
+        for i, case in enumerate(ZERO_AND_NEGATIVE_COUNTS)
+    ],
+    *[
+        pytest.param(*case, id=f"nan_and_inf_rates_and_values-{i}")
+        for i, case in enumerate(NAN_AND_INF_RATES_AND_VALUES)
+    ],
+    *[
+        pytest.param(*case, id=f"bools_where_numbers_belong-{i}")
+        for i, case in enumerate(BOOLS_WHERE_NUMBERS_BELONG)
+    ],
+    *[
+        pytest.param(*case, id=f"unknown_strings-{i}")
+        for i, case in enumerate(UNKNOWN_STRINGS)
+    ],
+    *[
+        pytest.param(*case, id=f"empty_inputs-{i}")
+        for i, case in enumerate(EMPTY_INPUTS)
+    ],
 ]
 
 

@@ -1,6 +1,7 @@
-"""The two requirement sets agree: `make book` installs requirements-book.txt (the site's
-build packages, no torch) and `make test` requirements.txt (everything), into one
-environment, so a package pinned in both must have one version."""
+"""The two requirement sets agree: `make book` installs
+requirements-book.txt (the site's build packages, no torch) and `make test`
+requirements.txt (everything), into one environment, so a package pinned in
+both must have one version."""
 
 from __future__ import annotations
 
@@ -25,12 +26,21 @@ def test_book_pins_are_the_full_sets_pins() -> None:
     book, full = _pins("requirements-book.txt"), _pins("requirements.txt")
     assert "jupyter-book" in book and "sphinx" in book
     differ = {p: (v, full.get(p)) for p, v in book.items() if full.get(p) != v}
-    assert not differ, f"book pin != full pin (or missing from requirements.txt): {differ}"
+    assert (
+        not differ
+    ), f"book pin != full pin (or missing from requirements.txt): {differ}"
 
 
 def test_book_build_needs_no_heavy_packages() -> None:
     book = _pins("requirements-book.txt")
-    for heavy in ("torch", "scipy", "pandas", "playwright", "scikit-learn", "captum"):
+    for heavy in (
+        "torch",
+        "scipy",
+        "pandas",
+        "playwright",
+        "scikit-learn",
+        "captum",
+    ):
         assert heavy not in book, heavy
 
 

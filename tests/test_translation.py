@@ -1,13 +1,17 @@
-"""The Chinese edition's catalogues (issue 21): locale/zh_CN/LC_MESSAGES/**/*.po.
+"""The Chinese edition's catalogues (issue 21):
+locale/zh_CN/LC_MESSAGES/**/*.po.
 
-- Every catalogue listed in locale/zh_CN/final.txt is complete: no untranslated and no
-  fuzzy message. The others are reported by file (skipped, with their counts) until a
-  translator finishes them and lists them there.
-- In every translated message, the formulas ($...$), the inline code, the emphasis (as
-  CommonMark renders it) and the targets of the MyST roles ({term}, {doc}, {ref}, {numref}, {cite}, ...) are those of the English.
-- Terms: wherever an English message of a final catalogue uses a glossary term, its
-  translation uses that entry's Chinese term, and no translation uses a rendering the
-  glossary replaced (回合 for episode, 内循环 for inner loop, ...).
+- Every catalogue listed in locale/zh_CN/final.txt is complete: no
+  untranslated and no fuzzy message. The others are reported by file
+  (skipped, with their counts) until a translator finishes them and lists
+  them there.
+- In every translated message, the formulas ($...$), the inline code, the
+  emphasis (as CommonMark renders it) and the targets of the MyST roles
+  ({term}, {doc}, {ref}, {numref}, {cite}, ...) are those of the English.
+- Terms: wherever an English message of a final catalogue uses a glossary
+  term, its translation uses that entry's Chinese term, and no translation
+  uses a rendering the glossary replaced (回合 for episode, 内循环 for inner
+  loop, ...).
 
 Needs only Babel (installed with Sphinx); the catalogues are updated by
 ``python tools/i18n.py gettext`` (``make gettext``).
@@ -40,7 +44,11 @@ def _catalogues() -> list[str]:
 
 def _final() -> list[str]:
     lines = FINAL_LIST.read_text(encoding="utf-8").splitlines()
-    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    return [
+        line.strip()
+        for line in lines
+        if line.strip() and not line.startswith("#")
+    ]
 
 
 def _messages(rel: str) -> list:
@@ -50,7 +58,8 @@ def _messages(rel: str) -> list:
 
 
 def _glossary_terms() -> list[tuple[str, str, list[str]]]:
-    """(English, Chinese term, alternatives in parentheses) per entry with a Chinese part."""
+    """(English, Chinese term, alternatives in parentheses) per entry with a
+    Chinese part."""
     terms, inside = [], False
     for line in GLOSSARY.read_text(encoding="utf-8").splitlines():
         if line.startswith("```"):
@@ -58,8 +67,13 @@ def _glossary_terms() -> list[tuple[str, str, list[str]]]:
             continue
         if inside and line and not line[0].isspace() and " · " in line:
             english, chinese = line.split(" · ", 1)
-            terms.append((english.strip(), re.sub(r"（[^）]*）", "", chinese).strip(),
-                          re.findall(r"（([^）]*)）", chinese)))
+            terms.append(
+                (
+                    english.strip(),
+                    re.sub(r"（[^）]*）", "", chinese).strip(),
+                    re.findall(r"（([^）]*)）", chinese),
+                )
+            )
     return terms
 
 
@@ -73,8 +87,16 @@ def _role_targets(text: str) -> Counter:
     for role, content in ROLE.findall(text):
         explicit = re.search(r"<([^<>]*)>\s*$", content)
         if role == "cite" or explicit is None:
-            targets[(role, content.strip() if explicit is None or role == "cite"
-                     else explicit.group(1))] += 1
+            targets[
+                (
+                    role,
+                    (
+                        content.strip()
+                        if explicit is None or role == "cite"
+                        else explicit.group(1)
+                    ),
+                )
+            ] += 1
         else:
             targets[(role, explicit.group(1))] += 1
     return targets
@@ -95,21 +117,26 @@ def _math(text: str) -> Counter:
 def _emphasis(text: str) -> Counter:
     """Emphasis and bold as CommonMark renders them.
 
-    Chinese has no spaces, and CommonMark only closes ``**`` that is not preceded by
-    punctuation unless punctuation or a space follows: ``**你需要了解：**通过`` shows its
-    asterisks. Put the punctuation outside (``**你需要了解**：``) or a space beside.
+    Chinese has no spaces, and CommonMark only closes ``**`` that is not
+    preceded by punctuation unless punctuation or a space follows:
+    ``**你需要了解：**通过`` shows its asterisks. Put the punctuation outside
+    (``**你需要了解**：``) or a space beside.
     """
     from markdown_it import MarkdownIt
 
     html = MarkdownIt("commonmark").render(text)
-    return Counter({"<em>": html.count("<em>"), "<strong>": html.count("<strong>")})
+    return Counter(
+        {"<em>": html.count("<em>"), "<strong>": html.count("<strong>")}
+    )
 
 
 def test_there_are_catalogues_and_the_final_list_names_them():
     cats = _catalogues()
     assert cats, f"no catalogue in {PO_DIR}: run `make gettext`"
     missing = [f for f in _final() if f not in cats]
-    assert not missing, f"{FINAL_LIST.name} lists catalogues that do not exist: {missing}"
+    assert (
+        not missing
+    ), f"{FINAL_LIST.name} lists catalogues that do not exist: {missing}"
 
 
 @pytest.mark.parametrize("rel", _catalogues())
@@ -119,11 +146,20 @@ def test_catalogue_is_translated(rel):
     fuzzy = [m.id for m in msgs if m.fuzzy]
     if rel not in _final():
         if empty or fuzzy:
-            pytest.skip(f"{rel}: {len(empty)} untranslated, {len(fuzzy)} fuzzy of {len(msgs)} "
-                        f"(not yet listed in locale/zh_CN/final.txt)")
+            pytest.skip(
+                f"{rel}: {len(empty)} untranslated, {len(fuzzy)} fuzzy of "
+                f"{len(msgs)} "
+                f"(not yet listed in locale/zh_CN/final.txt)"
+            )
         return
-    report = [f"untranslated: {m[:70]!r}" for m in empty] + [f"fuzzy: {m[:70]!r}" for m in fuzzy]
-    assert not report, f"{rel}: {len(empty)} untranslated, {len(fuzzy)} fuzzy:\n" + "\n".join(report)
+    report = [f"untranslated: {m[:70]!r}" for m in empty] + [
+        f"fuzzy: {m[:70]!r}" for m in fuzzy
+    ]
+    assert (
+        not report
+    ), f"{rel}: {len(empty)} untranslated, {len(fuzzy)} fuzzy:\n" + "\n".join(
+        report
+    )
 
 
 @pytest.mark.parametrize("rel", _catalogues())
@@ -132,42 +168,85 @@ def test_formulas_code_and_roles_are_intact(rel):
     for m in _messages(rel):
         if not m.string or m.fuzzy:  # Sphinx does not use a fuzzy translation
             continue
-        for what, extract in (("role targets", _role_targets), ("formulas", _math),
-                              ("inline code", _code), ("emphasis", _emphasis)):
+        for what, extract in (
+            ("role targets", _role_targets),
+            ("formulas", _math),
+            ("inline code", _code),
+            ("emphasis", _emphasis),
+        ):
             want, got = extract(m.id), extract(m.string)
             if want != got:
-                problems.append(f"{what} differ in {m.id[:60]!r}: "
-                                f"missing {dict(want - got)}, extra {dict(got - want)}")
+                problems.append(
+                    f"{what} differ in {m.id[:60]!r}: "
+                    f"missing {dict(want - got)}, extra {dict(got - want)}"
+                )
     assert not problems, f"{rel}:\n" + "\n".join(problems)
 
 
 def _english_pattern(english: str) -> re.Pattern:
     words = [re.escape(w) for w in re.split(r"[\s-]+", english)]
     # a term in its usual inflections: plural, past participle, -ing, -ation
-    return re.compile(r"\b" + r"[\s-]+".join(words) + r"(?:s|es|d|ed|ing|ation|ations)?\b", re.I)
+    return re.compile(
+        r"\b" + r"[\s-]+".join(words) + r"(?:s|es|d|ed|ing|ation|ations)?\b",
+        re.I,
+    )
 
 
 def _prose(text: str) -> str:
-    """A message without its role targets, inline code and formulas (where terms stay English)."""
-    text = ROLE.sub(lambda m: re.sub(r"<[^<>]*>\s*$", "", m.group(2))
-                    if m.group(1) == "term" else " ", text)
+    """A message without its role targets, inline code and formulas (where
+    terms stay English)."""
+    text = ROLE.sub(
+        lambda m: (
+            re.sub(r"<[^<>]*>\s*$", "", m.group(2))
+            if m.group(1) == "term"
+            else " "
+        ),
+        text,
+    )
     return MATH.sub(" ", CODE.sub(" ", text))
 
 
 def test_glossary_has_the_issue_terms():
     chinese = {c for _, c, _ in _glossary_terms()}
-    for term in ("内部循环", "外部循环", "模型相关方法", "中心化核对齐", "情景", "黑盒", "调试、改进、信任",
-                 "通用学习策略", "基于梯度的元学习", "基于度量学习的元学习", "参数初始化",
-                 "预训练模型", "目标函数", "欧氏距离", "低维空间", "样本对", "共享参数",
-                 "局部可解释模型", "注意力机制可视化", "神经元激活分析", "批量规范化", "直推式",
-                 "原型", "留一法", "影响函数"):
-        assert term in chinese, f"glossary.md has no entry with the Chinese term {term}"
+    for term in (
+        "内部循环",
+        "外部循环",
+        "模型相关方法",
+        "中心化核对齐",
+        "情景",
+        "黑盒",
+        "调试、改进、信任",
+        "通用学习策略",
+        "基于梯度的元学习",
+        "基于度量学习的元学习",
+        "参数初始化",
+        "预训练模型",
+        "目标函数",
+        "欧氏距离",
+        "低维空间",
+        "样本对",
+        "共享参数",
+        "局部可解释模型",
+        "注意力机制可视化",
+        "神经元激活分析",
+        "批量规范化",
+        "直推式",
+        "原型",
+        "留一法",
+        "影响函数",
+    ):
+        assert (
+            term in chinese
+        ), f"glossary.md has no entry with the Chinese term {term}"
 
 
 @pytest.mark.parametrize("rel", _final())
 def test_translations_use_the_glossary_terms(rel):
-    """Where the English uses a glossary term, the Chinese uses the glossary's Chinese term."""
-    terms = [(e, c, alts, _english_pattern(e)) for e, c, alts in _glossary_terms()]
+    """Where the English uses a glossary term, the Chinese uses the
+    glossary's Chinese term."""
+    terms = [
+        (e, c, alts, _english_pattern(e)) for e, c, alts in _glossary_terms()
+    ]
     term_lines = {f"{e} · {c}" for e, c, _ in _glossary_terms()}
     retired = dict(RETIRED)
     for e, c, alts in _glossary_terms():
@@ -175,24 +254,37 @@ def test_translations_use_the_glossary_terms(rel):
             retired.setdefault(alt, f"{e} · {c}")
     problems = []
     for m in _messages(rel):
-        if (not m.string or m.fuzzy or m.string == m.id
-                or any(m.id.startswith(t) for t in term_lines)):
-            continue  # untranslated (reported above), or a glossary entry's own name
+        if (
+            not m.string
+            or m.fuzzy
+            or m.string == m.id
+            or any(m.id.startswith(t) for t in term_lines)
+        ):
+            # untranslated (reported above), or a glossary entry's own name
+            continue
         english, chinese = _prose(m.id), _prose(m.string)
         for alias, term in ALIASES.items():
             english = re.sub(alias, term, english, flags=re.I)
         # longest terms first, each match removed, so that "inner loop" inside
-        # "first-order MAML's inner loop" or "meta-learning" inside "gradient-based
-        # meta-learning" is checked once, as the longer term
+        # "first-order MAML's inner loop" or "meta-learning" inside
+        # "gradient-based meta-learning" is checked once, as the longer term
         for e, c, _, pattern in sorted(terms, key=lambda t: -len(t[0])):
             found = pattern.search(english)
             english = pattern.sub(" ", english)
-            # an acronym (MAML, ANIL, CKA) may stay as it is, as Chinese texts keep it
-            acronym = e.isupper() and re.search(rf"\b{re.escape(e)}\b", chinese)
+            # an acronym (MAML, ANIL, CKA) may stay as it is, as Chinese texts
+            # keep it
+            acronym = e.isupper() and re.search(
+                rf"\b{re.escape(e)}\b", chinese
+            )
             if found and c not in chinese and not acronym:
                 problems.append(f"{e!r} not rendered {c!r} in {m.id[:60]!r}")
         for old, entry in retired.items():
-            if old in chinese and not any(old in c and c in chinese for _, c, _ in _glossary_terms()
-                                          if c != old):
-                problems.append(f"{old!r} used (glossary: {entry}) in {m.string[:40]!r}")
+            if old in chinese and not any(
+                old in c and c in chinese
+                for _, c, _ in _glossary_terms()
+                if c != old
+            ):
+                problems.append(
+                    f"{old!r} used (glossary: {entry}) in {m.string[:40]!r}"
+                )
     assert not problems, f"{rel}:\n" + "\n".join(problems)

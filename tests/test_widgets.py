@@ -1,4 +1,5 @@
-"""Tests for mlkit.widgets: the static twin's frames and HTML, the live widget, bad input."""
+"""Tests for mlkit.widgets: the static twin's frames and HTML, the live
+widget, bad input."""
 
 import base64
 import json
@@ -10,7 +11,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 
-from mlkit.widgets import MAX_FRAMES, Slider, explorer, live_widget, static_twin  # noqa: E402
+from mlkit.widgets import (
+    MAX_FRAMES,
+    Slider,
+    explorer,
+    live_widget,
+    static_twin,
+)  # noqa: E402
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -26,8 +33,12 @@ def ignores_b(a: float, b: int):
     return line(a)  # b has no effect: frames along b are identical
 
 
-SLIDERS = [Slider("a", values=[-2.0, 0.5, 3.0], value=0.5, label="slope", fmt="{:.1f}"),
-           Slider("b", values=[1, 2], value=1)]
+SLIDERS = [
+    Slider(
+        "a", values=[-2.0, 0.5, 3.0], value=0.5, label="slope", fmt="{:.1f}"
+    ),
+    Slider("b", values=[1, 2], value=1),
+]
 
 
 def test_one_frame_per_grid_point_and_frames_differ():
@@ -60,14 +71,23 @@ def test_html_is_self_contained_and_starts_at_value():
     assert page.count('type="range"') == 2
     assert "Slope &lt;demo&gt;" in page
     assert "http" not in page  # nothing fetched from the network
-    data = json.loads(re.search(r'<script type="application/json" class="mlkit-data">(.*?)</script>',
-                                page, re.S).group(1))
+    data = json.loads(
+        re.search(
+            r'<script type="application/json" class="mlkit-data">'
+            r"(.*?)</script>",
+            page,
+            re.S,
+        ).group(1)
+    )
     assert data["shape"] == [3, 2]
     assert len(data["grid"]) == 6
     assert data["labels"][0] == ["-2.0", "0.5", "3.0"]
     # row-major: grid point (i, j) sits at i*2 + j
     assert data["grid"][2 * 2 + 1] == twin.grid[(2, 1)]
-    start = re.search(r'<img class="mlkit-frame"[^>]*src="data:image/png;base64,([^"]+)"', page).group(1)
+    start = re.search(
+        r'<img class="mlkit-frame"[^>]*src="data:image/png;base64,([^"]+)"',
+        page,
+    ).group(1)
     assert base64.b64decode(start) == twin.frame_at(a=0.5, b=1)
     assert 'value="1"' in page.split('data-slider="0"')[1].split(">")[0]
 
@@ -90,15 +110,23 @@ def test_live_widget_calls_fn_with_slider_values():
     assert [c.description for c in ui.children[:2]] == ["slope", "b"]
 
 
-@pytest.mark.parametrize("kwargs, word", [
-    (dict(name="a", values=[1, 2], value=3), "value"),
-    (dict(name="a", values=[], value=1), "values"),
-    (dict(name="a", values=[1, 1], value=1), "values"),
-    (dict(name="not a name", values=[1], value=1), "name"),
-    (dict(name="a", values=5, value=5), "values"),
-    (dict(name="a", values=[1.0], value=1.0, fmt="{:q}"), "fmt"),
-    (dict(name="alpha", values=[0.001, 0.003], value=0.001, fmt="{:.1f}"), "fmt"),
-])
+@pytest.mark.parametrize(
+    "kwargs, word",
+    [
+        (dict(name="a", values=[1, 2], value=3), "value"),
+        (dict(name="a", values=[], value=1), "values"),
+        (dict(name="a", values=[1, 1], value=1), "values"),
+        (dict(name="not a name", values=[1], value=1), "name"),
+        (dict(name="a", values=5, value=5), "values"),
+        (dict(name="a", values=[1.0], value=1.0, fmt="{:q}"), "fmt"),
+        (
+            dict(
+                name="alpha", values=[0.001, 0.003], value=0.001, fmt="{:.1f}"
+            ),
+            "fmt",
+        ),
+    ],
+)
 def test_bad_slider_raises_naming_argument(kwargs, word):
     with pytest.raises(ValueError, match=rf"^{word} "):
         Slider(**kwargs)
@@ -115,7 +143,10 @@ def test_bad_explorer_input():
     with pytest.raises(ValueError, match="sliders"):
         static_twin(line, [Slider("a", [1], 1), Slider("a", [2], 2)])
     with pytest.raises(ValueError, match=rf"at most {MAX_FRAMES}"):
-        static_twin(line, [Slider("a", list(range(9)), 0), Slider("b", list(range(9)), 0)])
+        static_twin(
+            line,
+            [Slider("a", list(range(9)), 0), Slider("b", list(range(9)), 0)],
+        )
     with pytest.raises(ValueError, match="fn must return a matplotlib Figure"):
         static_twin(lambda a, b: 1, SLIDERS)
     with pytest.raises(ValueError, match="fn must be callable"):
@@ -133,12 +164,17 @@ def _fake_kernel(monkeypatch):
 
     shown = []
     monkeypatch.setattr(widgets, "_in_live_kernel", lambda: True)
-    monkeypatch.setattr(IPython.display, "display",
-                        lambda bundle, raw=False: shown.append(bundle))
+    monkeypatch.setattr(
+        IPython.display,
+        "display",
+        lambda bundle, raw=False: shown.append(bundle),
+    )
     return shown
 
 
-def test_explorer_in_a_live_kernel_shows_the_widget_without_precomputing(monkeypatch):
+def test_explorer_in_a_live_kernel_shows_the_widget_without_precomputing(
+    monkeypatch,
+):
     pytest.importorskip("ipywidgets")
     monkeypatch.delenv("MLKIT_NO_LIVE_WIDGETS", raising=False)
     shown = _fake_kernel(monkeypatch)
@@ -149,11 +185,13 @@ def test_explorer_in_a_live_kernel_shows_the_widget_without_precomputing(monkeyp
         return line(**values)
 
     explorer(draw, SLIDERS, title="x")
-    # the widget's first drawing is displayed too; the explorer's bundle is the dict
+    # the widget's first drawing is displayed too; the explorer's bundle is
+    # the dict
     (bundle,) = [item for item in shown if isinstance(item, dict)]
     assert "application/vnd.jupyter.widget-view+json" in bundle
     assert "text/html" not in bundle
-    # ipywidgets.interactive draws the starting values once; no grid is precomputed
+    # ipywidgets.interactive draws the starting values once; no grid is
+    # precomputed
     assert len(calls) <= 1
 
 

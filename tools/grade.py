@@ -1,39 +1,45 @@
-"""Grade a class: execute each submission in a fresh kernel, score it with the hidden tests.
+"""Grade a class: execute each submission in a fresh kernel, score it with the
+hidden tests.
 
     python tools/grade.py DIR [--tests instructor/tests] [--out grades.csv]
                               [--timeout 300] [--jobs N]
     make grade DIR=submissions [OUT=grades.csv]
 
 Layout of DIR: one sub-folder per student holding that student's notebooks
-(``DIR/alice/03_maml.ipynb``); a DIR that holds notebooks directly counts as one student.
-A file renamed by a learning-management system (``03_maml (1).ipynb``,
-``alice_03_maml.ipynb``) is matched to its chapter and the match is noted.
+(``DIR/alice/03_maml.ipynb``); a DIR that holds notebooks directly counts as
+one student. A file renamed by a learning-management system
+(``03_maml (1).ipynb``, ``alice_03_maml.ipynb``) is matched to its chapter and
+the match is noted.
 
 For every chapter that has hidden tests (``instructor/tests/NN_name.py``, see
 ``tools/grading.py``) and every student:
 
-1. the student's folder is copied to a temporary folder (the submission is never modified);
-2. the notebook runs there in a fresh kernel, every cell, errors allowed, in a worker
-   process with its own process group; past ``--timeout`` seconds of wall-clock time the
-   worker and the kernel's process group are killed (SIGKILL: a cell that catches
-   ``KeyboardInterrupt`` or ignores SIGINT cannot stop it) and the note says
-   "timed out after N s";
-3. after the student's cells, the grader appends one cell that evaluates the hidden tests'
-   expressions (the student's variables, or the student's functions called on inputs the
-   tests draw from a fresh random seed) and writes them as JSON to a file named with a fresh
-   random token, outside the copy;
-4. the hidden tests, imported by this process before any submission ran, score those values
-   against references they compute themselves. ``mlkit.exercises.check`` (the readers'
-   self-check) plays no part: overriding it, writing a log or deleting cells earns nothing.
+1. the student's folder is copied to a temporary folder (the submission is
+   never modified);
+2. the notebook runs there in a fresh kernel, every cell, errors allowed, in a
+   worker process with its own process group; past ``--timeout`` seconds of
+   wall-clock time the worker and the kernel's process group are killed
+   (SIGKILL: a cell that catches ``KeyboardInterrupt`` or ignores SIGINT cannot
+   stop it) and the note says "timed out after N s";
+3. after the student's cells, the grader appends one cell that evaluates the
+   hidden tests' expressions (the student's variables, or the student's
+   functions called on inputs the tests draw from a fresh random seed) and
+   writes them as JSON to a file named with a fresh random token, outside the
+   copy;
+4. the hidden tests, imported by this process before any submission ran, score
+   those values against references they compute themselves.
+   ``mlkit.exercises.check`` (the readers' self-check) plays no part:
+   overriding it, writing a log or deleting cells earns nothing.
 
-Students are graded in parallel (``--jobs``, default: the number of cores). Each finished
-student is written at once as a CSV row (a column per exercise with its points, then total,
-maximum, seconds and a note) and a line on the terminal; the whole table is printed at the
-end. One broken submission (not a notebook, truncated, raising, hanging) never stops the
-others.
+Students are graded in parallel (``--jobs``, default: the number of cores).
+Each finished student is written at once as a CSV row (a column per exercise
+with its points, then total, maximum, seconds and a note) and a line on the
+terminal; the whole table is printed at the end. One broken submission (not a
+notebook, truncated, raising, hanging) never stops the others.
 
-Student code runs with the rights of the person grading (as with nbgrader or otter-grader
-without containers): grade an untrusted class inside a container or virtual machine.
+Student code runs with the rights of the person grading (as with nbgrader or
+otter-grader without containers): grade an untrusted class inside a container
+or virtual machine.
 """
 
 from __future__ import annotations
@@ -66,7 +72,8 @@ import grading  # noqa: E402  (tools/ is on the path only now)
 DEFAULT_TESTS = TOOLS.parent / "instructor" / "tests"
 
 
-# --- hidden tests ----------------------------------------------------------------------------
+# --- hidden tests ------------------------------------------------------------
+
 
 @dataclass
 class Chapter:
@@ -79,18 +86,24 @@ class Chapter:
 
 
 def load_tests(folder: Path) -> dict[str, Chapter]:
-    """Import every ``folder/NN_name.py`` (in this process, now: before any submission runs,
-    so that the hidden tests and the mlkit modules they import at their top are the grader's
-    copies as they were at the start)."""
+    """Import every ``folder/NN_name.py`` (in this process, now: before any
+    submission runs, so that the hidden tests and the mlkit modules they import
+    at their top are the grader's copies as they were at the start)."""
     if not folder.is_dir():
-        raise ValueError(f"--tests must be a folder of hidden tests (instructor/tests), got {folder}")
+        raise ValueError(
+            "--tests must be a folder of hidden tests (instructor/tests), "
+            f"got {folder}"
+        )
     chapters: dict[str, Chapter] = {}
-    if str(folder.resolve()) not in sys.path:  # for the tests' shared helpers (_common.py)
+    # for the tests' shared helpers (_common.py)
+    if str(folder.resolve()) not in sys.path:
         sys.path.insert(0, str(folder.resolve()))
     for path in sorted(folder.glob("*.py")):
         if path.name.startswith("_"):
             continue
-        spec = importlib.util.spec_from_file_location(f"_hidden_{path.stem}", path)
+        spec = importlib.util.spec_from_file_location(
+            f"_hidden_{path.stem}", path
+        )
         mod = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(mod)
         kernel = getattr(mod, "KERNEL", "")
@@ -101,24 +114,39 @@ def load_tests(folder: Path) -> dict[str, Chapter]:
         exec(compile(kernel, f"{path.name}:KERNEL", "exec"), namespace)
         chapters[path.stem] = Chapter(path.stem, kernel, exercises, namespace)
     if not chapters:
-        raise ValueError(f"--tests must hold hidden tests (NN_name.py with EXERCISES); {folder} has none")
+        raise ValueError(
+            "--tests must hold hidden tests (NN_name.py with EXERCISES); "
+            f"{folder} has none"
+        )
     return chapters
 
 
-# --- submissions -----------------------------------------------------------------------------
+# --- submissions -------------------------------------------------------------
+
 
 def students_in(folder: Path) -> dict[str, list[Path]]:
-    """Map student name -> notebooks (see the module docstring for the layout)."""
+    """Map student name -> notebooks (see the module docstring for the
+    layout)."""
     if not folder.is_dir():
         raise ValueError(f"DIR must be a folder of submissions, got {folder}")
     direct = sorted(folder.glob("*.ipynb"))
     if direct:
         return {folder.resolve().name: direct}
-    out = {d.name: sorted(d.rglob("*.ipynb")) for d in sorted(folder.iterdir()) if d.is_dir()}
-    out = {k: [p for p in v if ".ipynb_checkpoints" not in p.parts] for k, v in out.items()}
+    out = {
+        d.name: sorted(d.rglob("*.ipynb"))
+        for d in sorted(folder.iterdir())
+        if d.is_dir()
+    }
+    out = {
+        k: [p for p in v if ".ipynb_checkpoints" not in p.parts]
+        for k, v in out.items()
+    }
     out = {k: v for k, v in out.items() if v}
     if not out:
-        raise ValueError(f"DIR must hold notebooks or one folder of notebooks per student; {folder} has none")
+        raise ValueError(
+            "DIR must hold notebooks or one folder of notebooks per student; "
+            f"{folder} has none"
+        )
     return out
 
 
@@ -126,11 +154,14 @@ def _norm(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
 
 
-def match_files(files: list[Path], stems: list[str]) -> tuple[dict[str, Path], list[str]]:
-    """Match submitted files to chapters: the exact name, else a name that contains the
-    chapter's name (``03_maml (1).ipynb``, ``alice_03_maml.ipynb``), else one that contains
-    the chapter's name without its number (``maml.ipynb``) when only one chapter fits.
-    Returns {stem: file} and notes on renamed or duplicate files."""
+def match_files(
+    files: list[Path], stems: list[str]
+) -> tuple[dict[str, Path], list[str]]:
+    """Match submitted files to chapters: the exact name, else a name that
+    contains the chapter's name (``03_maml (1).ipynb``,
+    ``alice_03_maml.ipynb``), else one that contains the chapter's name without
+    its number (``maml.ipynb``) when only one chapter fits. Returns
+    {stem: file} and notes on renamed or duplicate files."""
     found: dict[str, list[Path]] = {s: [] for s in stems}
     for path in files:
         name = _norm(path.stem)
@@ -147,17 +178,24 @@ def match_files(files: list[Path], stems: list[str]) -> tuple[dict[str, Path], l
         if not paths:
             continue
         exact = [p for p in paths if p.name == f"{stem}.ipynb"]
-        pick = exact[0] if exact else max(paths, key=lambda p: (p.stat().st_mtime, p.name))
+        pick = (
+            exact[0]
+            if exact
+            else max(paths, key=lambda p: (p.stat().st_mtime, p.name))
+        )
         chosen[stem] = pick
         if not exact:
             notes.append(f"renamed file {pick.name!r} matched to {stem}")
         if len(paths) > 1:
-            notes.append(f"{len(paths)} files for {stem}, graded {pick.name!r}")
+            notes.append(
+                f"{len(paths)} files for {stem}, graded {pick.name!r}"
+            )
     return chosen, notes
 
 
 def read_notebook(path: Path):
-    """The notebook at ``path`` (nbformat 4), or a note saying why it is not one."""
+    """The notebook at ``path`` (nbformat 4), or a note saying why it is not
+    one."""
     import nbformat
 
     try:
@@ -171,22 +209,31 @@ def read_notebook(path: Path):
     try:
         nb = nbformat.reads(text, as_version=4)
         nbformat.validate(nb)
-    except Exception:  # noqa: BLE001 - any schema or conversion failure means the same
+    except Exception:  # noqa: BLE001
+        # any schema or conversion failure means the same
         return None, f"{path.name}: not a notebook (JSON, but not a notebook)"
     return nb, ""
 
 
-# --- executing one notebook (worker process) -------------------------------------------------
+# --- executing one notebook (worker process) ---------------------------------
+
 
 def _worker(nb_path: str, cwd: str, pidfile: str, summary: str) -> int:
-    """Run by ``grade.py --_execute``: execute every cell of ``nb_path`` in a fresh kernel
-    started in ``cwd``; write the kernel's pid to ``pidfile`` and a summary to ``summary``."""
+    """Run by ``grade.py --_execute``: execute every cell of ``nb_path`` in a
+    fresh kernel started in ``cwd``; write the kernel's pid to ``pidfile`` and
+    a summary to ``summary``.
+    """
     import nbformat
     from nbclient import NotebookClient
 
     nb = nbformat.read(nb_path, as_version=4)
-    client = NotebookClient(nb, timeout=None, kernel_name="python3", allow_errors=True,
-                            resources={"metadata": {"path": cwd}})
+    client = NotebookClient(
+        nb,
+        timeout=None,
+        kernel_name="python3",
+        allow_errors=True,
+        resources={"metadata": {"path": cwd}},
+    )
     status = "ok"
     with client.setup_kernel():
         pid = getattr(client.km.provisioner, "pid", None)
@@ -194,13 +241,23 @@ def _worker(nb_path: str, cwd: str, pidfile: str, summary: str) -> int:
         try:
             for index, cell in enumerate(nb.cells):
                 client.execute_cell(cell, index)
-        except Exception as e:  # noqa: BLE001 - a dead kernel ends this notebook, not the class
+        except Exception as e:  # noqa: BLE001
+            # a dead kernel ends this notebook, not the class
             status = f"execution stopped: {type(e).__name__}"
-    errors = [o for c in nb.cells[:-1] if c.cell_type == "code" for o in c.get("outputs", [])
-              if o.get("output_type") == "error"]
-    first = f"{errors[0].ename}: {str(errors[0].evalue)[:80]}" if errors else ""
-    Path(summary).write_text(json.dumps({"status": status, "errors": len(errors), "first": first}),
-                             encoding="utf-8")
+    errors = [
+        o
+        for c in nb.cells[:-1]
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+        if o.get("output_type") == "error"
+    ]
+    first = (
+        f"{errors[0].ename}: {str(errors[0].evalue)[:80]}" if errors else ""
+    )
+    Path(summary).write_text(
+        json.dumps({"status": status, "errors": len(errors), "first": first}),
+        encoding="utf-8",
+    )
     return 0
 
 
@@ -218,50 +275,91 @@ class Run:
     seconds: float = 0.0
 
 
-def run_notebook(nb, chapter: Chapter, folder: Path, timeout: float, seed: int) -> Run:
-    """Execute ``nb`` (cells of a submission) with the collect cell appended, in a temporary
-    copy of ``folder``, killing everything after ``timeout`` seconds."""
+def run_notebook(
+    nb, chapter: Chapter, folder: Path, timeout: float, seed: int
+) -> Run:
+    """Execute ``nb`` (cells of a submission) with the collect cell appended,
+    in a temporary copy of ``folder``, killing everything after ``timeout``
+    seconds."""
     import nbformat
 
     if timeout <= 0:
-        raise ValueError(f"timeout must be a positive number of seconds, got {timeout}")
+        raise ValueError(
+            f"timeout must be a positive number of seconds, got {timeout}"
+        )
     run = Run()
-    with tempfile.TemporaryDirectory(prefix="grade-") as private, \
-            tempfile.TemporaryDirectory(prefix="submission-") as work:
+    with (
+        tempfile.TemporaryDirectory(prefix="grade-") as private,
+        tempfile.TemporaryDirectory(prefix="submission-") as work,
+    ):
         copy = Path(work) / "copy"
-        shutil.copytree(folder, copy, symlinks=True,
-                        ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+        shutil.copytree(
+            folder,
+            copy,
+            symlinks=True,
+            ignore=shutil.ignore_patterns(".ipynb_checkpoints"),
+        )
         token = secrets.token_hex(16)
         values_path = Path(private) / f"values-{token}.json"
         nb = nbformat.from_dict(nb)
         for cell in nb.cells:
             if cell.cell_type == "code":
                 cell.outputs, cell.execution_count = [], None
-        nb.cells.append(nbformat.v4.new_code_cell(
-            grading.collect_cell(chapter.exercises, chapter.kernel, seed, str(values_path))))
-        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                     "language": "python"}
+        nb.cells.append(
+            nbformat.v4.new_code_cell(
+                grading.collect_cell(
+                    chapter.exercises, chapter.kernel, seed, str(values_path)
+                )
+            )
+        )
+        nb.metadata["kernelspec"] = {
+            "name": "python3",
+            "display_name": "Python 3",
+            "language": "python",
+        }
         nb_path = Path(private) / f"{chapter.stem}.ipynb"
         nbformat.write(nb, nb_path)
-        pidfile, summary = Path(private) / "kernel.pid", Path(private) / "summary.json"
-        env = dict(os.environ, MLKIT_NO_LIVE_WIDGETS="1", OMP_NUM_THREADS="1",
-                   MKL_NUM_THREADS="1", PYDEVD_DISABLE_FILE_VALIDATION="1")
+        pidfile, summary = (
+            Path(private) / "kernel.pid",
+            Path(private) / "summary.json",
+        )
+        env = dict(
+            os.environ,
+            MLKIT_NO_LIVE_WIDGETS="1",
+            OMP_NUM_THREADS="1",
+            MKL_NUM_THREADS="1",
+            PYDEVD_DISABLE_FILE_VALIDATION="1",
+        )
         env.pop("MLKIT_EXERCISE_LOG", None)
         start = time.monotonic()
         proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), "--_execute", str(nb_path),
-             str(copy), str(pidfile), str(summary)],
-            cwd=str(copy), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            start_new_session=True)
+            [
+                sys.executable,
+                str(Path(__file__).resolve()),
+                "--_execute",
+                str(nb_path),
+                str(copy),
+                str(pidfile),
+                str(summary),
+            ],
+            cwd=str(copy),
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
         try:
             _, err = proc.communicate(timeout=timeout)
             timed_out = False
         except subprocess.TimeoutExpired:
             timed_out = True
         finally:
-            kernel_pid = pidfile.read_text().strip() if pidfile.exists() else ""
+            kernel_pid = (
+                pidfile.read_text().strip() if pidfile.exists() else ""
+            )
             if kernel_pid.isdigit():
-                _kill_group(int(kernel_pid))  # the kernel runs in a session of its own
+                # the kernel runs in a session of its own
+                _kill_group(int(kernel_pid))
             _kill_group(proc.pid)
             if proc.poll() is None:
                 proc.kill()
@@ -276,31 +374,44 @@ def run_notebook(nb, chapter: Chapter, folder: Path, timeout: float, seed: int) 
             if info["status"] != "ok":
                 run.notes.append(f"{chapter.stem}: {info['status']}")
             if info["errors"]:
-                run.notes.append(f"{chapter.stem}: {info['errors']} cell(s) raised, first "
-                                 f"{info['first']}")
+                run.notes.append(
+                    f"{chapter.stem}: {info['errors']} cell(s) raised, first "
+                    f"{info['first']}"
+                )
         else:
-            tail = (err or b"").decode("utf-8", "replace").strip().splitlines()[-1:]
-            run.notes.append(f"{chapter.stem}: could not run ({' '.join(tail)[:120]})")
+            tail = (
+                (err or b"")
+                .decode("utf-8", "replace")
+                .strip()
+                .splitlines()[-1:]
+            )
+            run.notes.append(
+                f"{chapter.stem}: could not run ({' '.join(tail)[:120]})"
+            )
         run.values = grading.read_values(str(values_path))
     return run
 
 
-# --- scoring -------------------------------------------------------------------------------
+# --- scoring -----------------------------------------------------------------
 
-# Hidden tests may seed global generators (torch.manual_seed) to rebuild their inputs: one
-# chapter is scored at a time, so that students graded in parallel threads cannot interleave.
+# Hidden tests may seed global generators (torch.manual_seed) to rebuild their
+# inputs: one chapter is scored at a time, so that students graded in parallel
+# threads cannot interleave.
 _SCORE_LOCK = threading.Lock()
 
 
-def score_chapter(chapter: Chapter, values: dict[str, grading.Value], seed: int
-                  ) -> tuple[dict[str, float], list[str]]:
-    """Points per exercise of ``chapter`` from the collected values (0 when none)."""
+def score_chapter(
+    chapter: Chapter, values: dict[str, grading.Value], seed: int
+) -> tuple[dict[str, float], list[str]]:
+    """Points per exercise of ``chapter`` from the collected values (0 when
+    none)."""
     with _SCORE_LOCK:
         return _score_chapter(chapter, values, seed)
 
 
-def _score_chapter(chapter: Chapter, values: dict[str, grading.Value], seed: int
-                   ) -> tuple[dict[str, float], list[str]]:
+def _score_chapter(
+    chapter: Chapter, values: dict[str, grading.Value], seed: int
+) -> tuple[dict[str, float], list[str]]:
     points: dict[str, float] = {}
     notes: list[str] = []
     for ex in chapter.exercises:
@@ -310,7 +421,8 @@ def _score_chapter(chapter: Chapter, values: dict[str, grading.Value], seed: int
         try:
             got, note = ex.score(values, seed, chapter.namespace)
             got = min(max(float(got), 0.0), ex.points)
-        except Exception as e:  # noqa: BLE001 - a test that cannot read the value gives 0
+        except Exception as e:  # noqa: BLE001
+            # a test that cannot read the value gives 0
             got, note = 0.0, f"the test raised {type(e).__name__}"
         points[ex.exercise] = got
         if got < ex.points and note:
@@ -326,9 +438,11 @@ class Row:
     notes: list[str]
 
 
-def grade_student(name: str, files: list[Path], chapters: dict[str, Chapter], timeout: float
-                  ) -> Row:
-    """Every chapter of one student; never raises (a failure becomes a note)."""
+def grade_student(
+    name: str, files: list[Path], chapters: dict[str, Chapter], timeout: float
+) -> Row:
+    """Every chapter of one student; never raises (a failure becomes a
+    note)."""
     points: dict[str, float] = {}
     notes: list[str] = []
     seconds = 0.0
@@ -345,7 +459,9 @@ def grade_student(name: str, files: list[Path], chapters: dict[str, Chapter], ti
                 notes.append(why)
                 continue
             seed = secrets.randbelow(2**31 - 1)
-            run = run_notebook(nb, chapter, matched[stem].parent, timeout, seed)
+            run = run_notebook(
+                nb, chapter, matched[stem].parent, timeout, seed
+            )
             seconds += run.seconds
             notes += run.notes
             got, score_notes = score_chapter(chapter, run.values, seed)
@@ -354,7 +470,8 @@ def grade_student(name: str, files: list[Path], chapters: dict[str, Chapter], ti
                 notes += score_notes
             elif not any("timed out" in n for n in run.notes):
                 notes.append(f"{stem}: the grader's cell wrote no values")
-    except Exception as e:  # noqa: BLE001 - one student's failure must not stop the class
+    except Exception as e:  # noqa: BLE001
+        # one student's failure must not stop the class
         notes.append(f"grader error: {type(e).__name__}: {str(e)[:120]}")
     return Row(name, points, seconds, notes)
 
@@ -373,19 +490,35 @@ def csv_header(columns: list[str]) -> list[str]:
 
 def csv_row(row: Row, columns: list[str], maximum: float) -> list[str]:
     total = sum(row.points.get(c, 0.0) for c in columns)
-    return ([row.student] + [_fmt(row.points.get(c, 0.0)) for c in columns]
-            + [_fmt(total), _fmt(maximum), f"{row.seconds:.1f}", "; ".join(row.notes)])
+    return (
+        [row.student]
+        + [_fmt(row.points.get(c, 0.0)) for c in columns]
+        + [
+            _fmt(total),
+            _fmt(maximum),
+            f"{row.seconds:.1f}",
+            "; ".join(row.notes),
+        ]
+    )
 
 
 def format_table(columns: list[str], rows: list[Row], maximum: float) -> str:
-    """A plain-text table: one row per student, one column per exercise, total, time."""
-    header = ["student"] + [c.removeprefix("ex-") for c in columns] + ["total", "s"]
+    """A plain-text table: one row per student, one column per exercise, total,
+    time."""
+    header = (
+        ["student"] + [c.removeprefix("ex-") for c in columns] + ["total", "s"]
+    )
     body = []
     for r in sorted(rows, key=lambda r: r.student):
         total = sum(r.points.get(c, 0.0) for c in columns)
-        body.append([r.student] + [_fmt(r.points.get(c, 0.0)) for c in columns]
-                    + [f"{_fmt(total)}/{_fmt(maximum)}", f"{r.seconds:.0f}"])
-    widths = [max(len(x[i]) for x in [header] + body) for i in range(len(header))]
+        body.append(
+            [r.student]
+            + [_fmt(r.points.get(c, 0.0)) for c in columns]
+            + [f"{_fmt(total)}/{_fmt(maximum)}", f"{r.seconds:.0f}"]
+        )
+    widths = [
+        max(len(x[i]) for x in [header] + body) for i in range(len(header))
+    ]
     lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths))]
     lines.append("  ".join("-" * w for w in widths))
     lines += ["  ".join(v.ljust(w) for v, w in zip(x, widths)) for x in body]
@@ -395,14 +528,24 @@ def format_table(columns: list[str], rows: list[Row], maximum: float) -> str:
     return "\n".join(lines)
 
 
-def grade(folder: Path, tests: Path, out: Path | None, timeout: float, jobs: int | None = None,
-          echo: bool = True) -> tuple[list[Row], list[str], float]:
-    """Grade every student of ``folder``; write CSV rows to ``out`` as students finish.
+def grade(
+    folder: Path,
+    tests: Path,
+    out: Path | None,
+    timeout: float,
+    jobs: int | None = None,
+    echo: bool = True,
+) -> tuple[list[Row], list[str], float]:
+    """Grade every student of ``folder``; write CSV rows to ``out`` as students
+    finish.
 
-    Returns the rows (in the order they finished), the exercise columns and the maximum.
+    Returns the rows (in the order they finished), the exercise columns and the
+    maximum.
     """
     if timeout <= 0:
-        raise ValueError(f"timeout must be a positive number of seconds, got {timeout}")
+        raise ValueError(
+            f"timeout must be a positive number of seconds, got {timeout}"
+        )
     chapters = load_tests(tests)
     students = students_in(folder)
     columns = columns_of(chapters)
@@ -417,8 +560,12 @@ def grade(folder: Path, tests: Path, out: Path | None, timeout: float, jobs: int
             writer.writerow(csv_header(columns))
             handle.flush()
         with ThreadPoolExecutor(max_workers=jobs) as pool:
-            futures = {pool.submit(grade_student, name, files, chapters, timeout): name
-                       for name, files in students.items()}
+            futures = {
+                pool.submit(
+                    grade_student, name, files, chapters, timeout
+                ): name
+                for name, files in students.items()
+            }
             for fut in as_completed(futures):
                 row = fut.result()
                 with lock:
@@ -428,10 +575,18 @@ def grade(folder: Path, tests: Path, out: Path | None, timeout: float, jobs: int
                         handle.flush()
                     if echo:
                         total = sum(row.points.values())
-                        print(f"graded {row.student}: {_fmt(total)}/{_fmt(maximum)} in "
-                              f"{row.seconds:.0f} s" + (f" ({'; '.join(row.notes)})"
-                                                        if row.notes else ""),
-                              file=sys.stderr, flush=True)
+                        print(
+                            f"graded {row.student}: "
+                            f"{_fmt(total)}/{_fmt(maximum)} in "
+                            f"{row.seconds:.0f} s"
+                            + (
+                                f" ({'; '.join(row.notes)})"
+                                if row.notes
+                                else ""
+                            ),
+                            file=sys.stderr,
+                            flush=True,
+                        )
     finally:
         if handle:
             handle.close()
@@ -443,21 +598,45 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["--_execute"]:
         return _worker(*argv[1:5])
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("dir", type=Path, help="folder of submissions (one folder per student)")
-    ap.add_argument("--tests", type=Path, default=DEFAULT_TESTS,
-                    help="the hidden tests, one NN_name.py per chapter (default: instructor/tests)")
-    ap.add_argument("--out", type=Path, default=Path("grades.csv"),
-                    help="CSV file written row by row (default: grades.csv)")
-    ap.add_argument("--timeout", type=float, default=300,
-                    help="wall-clock seconds per notebook before its kernel is killed")
-    ap.add_argument("--jobs", type=int, default=None,
-                    help="students graded at once (default: the number of cores)")
+    ap.add_argument(
+        "dir", type=Path, help="folder of submissions (one folder per student)"
+    )
+    ap.add_argument(
+        "--tests",
+        type=Path,
+        default=DEFAULT_TESTS,
+        help="the hidden tests, one NN_name.py per chapter "
+        "(default: instructor/tests)",
+    )
+    ap.add_argument(
+        "--out",
+        type=Path,
+        default=Path("grades.csv"),
+        help="CSV file written row by row (default: grades.csv)",
+    )
+    ap.add_argument(
+        "--timeout",
+        type=float,
+        default=300,
+        help="wall-clock seconds per notebook before its kernel is killed",
+    )
+    ap.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        help="students graded at once (default: the number of cores)",
+    )
     args = ap.parse_args(argv)
     if args.jobs is not None and args.jobs < 1:
-        print(f"--jobs must be a positive number of students, got {args.jobs}", file=sys.stderr)
+        print(
+            f"--jobs must be a positive number of students, got {args.jobs}",
+            file=sys.stderr,
+        )
         return 2
     try:
-        rows, columns, maximum = grade(args.dir, args.tests, args.out, args.timeout, args.jobs)
+        rows, columns, maximum = grade(
+            args.dir, args.tests, args.out, args.timeout, args.jobs
+        )
     except ValueError as e:
         print(e, file=sys.stderr)
         return 2

@@ -1,25 +1,30 @@
-"""What a hidden test is made of, and how values travel from a submission to the grader.
+"""What a hidden test is made of, and how values travel from a submission to
+the grader.
 
-The instructor's hidden tests (``instructor/tests/NN_name.py``, one module per chapter
-notebook ``NN_name.ipynb``) are plain Python modules that ``tools/grade.py`` imports in its
-own process, before any submission runs. Each module defines
+The instructor's hidden tests (``instructor/tests/NN_name.py``, one module per
+chapter notebook ``NN_name.ipynb``) are plain Python modules that
+``tools/grade.py`` imports in its own process, before any submission runs. Each
+module defines
 
 ``KERNEL``
-    Python source that builds the inputs the tests choose (``_inputs_...(seed)``
-    functions). It is executed twice: in the submission's kernel, inside the one cell the
-    grader appends after the student's cells, and in the grader's process, so both sides see
-    the same inputs for the same fresh random ``SEED``.
+    Python source that builds the inputs the tests choose
+    (``_inputs_...(seed)`` functions). It is executed twice: in the
+    submission's kernel, inside the one cell the grader appends after the
+    student's cells, and in the grader's process, so both sides see the same
+    inputs for the same fresh random ``SEED``.
 ``EXERCISES``
-    a list of :class:`Exercise`. ``collect`` maps a key to a Python *expression* that the
-    appended cell evaluates in the student's namespace (``"my_cka(*_inputs_cka(SEED))"``:
-    the student's function on the test's inputs; ``"answer_1"``: a variable). ``score``
-    runs in the grader's process on the decoded values and returns the points and a note.
+    a list of :class:`Exercise`. ``collect`` maps a key to a Python
+    *expression* that the appended cell evaluates in the student's namespace
+    (``"my_cka(*_inputs_cka(SEED))"``: the student's function on the test's
+    inputs; ``"answer_1"``: a variable). ``score`` runs in the grader's process
+    on the decoded values and returns the points and a note.
 
-The appended cell writes the values as JSON (no pickle: nothing the student made is ever
-executed by the grader) to a file whose name holds a fresh random token, in a folder outside
-the submission's copy. A notebook can overwrite ``mlkit.exercises``, write any log, delete
-cells or fake a variable: all the grader ever reads is data, which ``score`` checks against
-references it computes itself. Marks never come from ``mlkit.exercises.check``.
+The appended cell writes the values as JSON (no pickle: nothing the student
+made is ever executed by the grader) to a file whose name holds a fresh random
+token, in a folder outside the submission's copy. A notebook can overwrite
+``mlkit.exercises``, write any log, delete cells or fake a variable: all the
+grader ever reads is data, which ``score`` checks against references it
+computes itself. Marks never come from ``mlkit.exercises.check``.
 """
 
 from __future__ import annotations
@@ -31,29 +36,33 @@ from typing import Any, Callable
 
 import numpy as np
 
-#: The exception message a value gets when the student's namespace does not define it.
+#: The exception message a value gets when the student's namespace does not
+#: define it.
 MISSING = "missing"
 
 
 @dataclass(frozen=True)
 class Value:
-    """One collected value: ``ok`` with ``value``, or the ``error`` its expression raised."""
+    """One collected value: ``ok`` with ``value``, or the ``error`` its
+    expression raised."""
 
     ok: bool
     value: Any = None
     error: str = ""
 
 
-ScoreFn = Callable[[dict[str, Value], int, dict[str, Any]], "tuple[float, str]"]
+ScoreFn = Callable[
+    [dict[str, Value], int, dict[str, Any]], "tuple[float, str]"
+]
 
 
 @dataclass(frozen=True)
 class Exercise:
     """A hidden test: what to collect from the kernel and how to score it.
 
-    ``score(values, seed, kernel_namespace)`` returns ``(points, note)``; points are
-    clipped to ``[0, points]`` by the grader, and an exception inside ``score`` gives 0
-    with the exception named in the note.
+    ``score(values, seed, kernel_namespace)`` returns ``(points, note)``;
+    points are clipped to ``[0, points]`` by the grader, and an exception
+    inside ``score`` gives 0 with the exception named in the note.
     """
 
     exercise: str
@@ -65,19 +74,28 @@ class Exercise:
 
     def __post_init__(self) -> None:
         if not self.exercise.startswith("ex-"):
-            raise ValueError(f"exercise must be an id starting with 'ex-', got {self.exercise!r}")
+            raise ValueError(
+                "exercise must be an id starting with 'ex-', "
+                f"got {self.exercise!r}"
+            )
         if self.points <= 0:
             raise ValueError(f"points must be positive, got {self.points}")
         for key, expr in self.collect.items():
             if not key.isidentifier():
-                raise ValueError(f"collect keys must be identifiers, got {key!r}")
-            compile(expr, "<collect>", "eval")  # a syntax error is the author's, found now
+                raise ValueError(
+                    f"collect keys must be identifiers, got {key!r}"
+                )
+            # a syntax error is the author's, found now
+            compile(expr, "<collect>", "eval")
 
 
-# --- the cell the grader appends (runs in the student's kernel) ------------------------------
+# --- the cell the grader appends (runs in the student's kernel) --------------
 
-_COLLECT_CELL = '''\
-# Appended by the grader: evaluates the hidden tests' expressions and writes the values.
+# A backslash at the end of a line below joins it with the next one: the cell
+# holds them as one line.
+_COLLECT_CELL = """\
+# Appended by the grader: evaluates the hidden tests' expressions and \
+writes the values.
 def __grader_collect():
     import json as _json
     import math as _math
@@ -114,33 +132,48 @@ def __grader_collect():
     for _key, _expr in _exprs.items():
         try:
             _out[_key] = {{"ok": True, "value": _plain(eval(_expr, _env))}}
-        except BaseException as _e:  # noqa: BLE001 - anything the student's code raises
-            _out[_key] = {{"ok": False, "error": (type(_e).__name__ + ": " + str(_e))[:300]}}
+        except BaseException as _e:  # noqa: BLE001 - anything the \
+student's code raises
+            _out[_key] = {{"ok": False, \
+"error": (type(_e).__name__ + ": " + str(_e))[:300]}}
     with open({path!r}, "w", encoding="utf-8") as _f:
         _json.dump(_out, _f)
 
 
 __grader_collect()
-'''
+"""
 
 
-def collect_cell(exercises: list[Exercise], kernel: str, seed: int, path: str) -> str:
-    """Source of the cell appended to a submission: evaluates every ``collect`` expression
-    (prefixed ``exercise/key``) and writes the JSON to ``path``."""
-    exprs = {f"{ex.exercise}/{key}": expr for ex in exercises for key, expr in ex.collect.items()}
-    return _COLLECT_CELL.format(exprs=exprs, seed=int(seed), kernel=kernel, path=str(path))
+def collect_cell(
+    exercises: list[Exercise], kernel: str, seed: int, path: str
+) -> str:
+    """Source of the cell appended to a submission: evaluates every ``collect``
+    expression (prefixed ``exercise/key``) and writes the JSON to ``path``."""
+    exprs = {
+        f"{ex.exercise}/{key}": expr
+        for ex in exercises
+        for key, expr in ex.collect.items()
+    }
+    return _COLLECT_CELL.format(
+        exprs=exprs, seed=int(seed), kernel=kernel, path=str(path)
+    )
 
 
 def _decode(v: Any) -> Any:
     if isinstance(v, dict):
         if "__array__" in v:
-            flat = [float(x) if not isinstance(x, str) else float("nan") for x in v["__array__"]]
+            flat = [
+                float(x) if not isinstance(x, str) else float("nan")
+                for x in v["__array__"]
+            ]
             return np.asarray(flat, dtype=float).reshape(v.get("shape", [-1]))
         if "__dict__" in v:
             out = {}
             for k, x in v["__dict__"]:
                 try:
-                    out[_decode(k) if not isinstance(k, list) else tuple(k)] = _decode(x)
+                    out[
+                        _decode(k) if not isinstance(k, list) else tuple(k)
+                    ] = _decode(x)
                 except TypeError:  # an unhashable key cannot be an answer
                     continue
             return out
@@ -150,20 +183,22 @@ def _decode(v: Any) -> Any:
     if isinstance(v, list):
         return [_decode(x) for x in v]
     if isinstance(v, str) and v in ("nan", "inf", "-inf"):
-        return v  # a float that was not finite; compare() reads it as not a number
+        # a float that was not finite; compare() reads it as not a number
+        return v
     return v
 
 
 @dataclass(frozen=True)
 class Opaque:
-    """A collected object the grader cannot read (a model, a function): only its type name."""
+    """A collected object the grader cannot read (a model, a function): only
+    its type name."""
 
     type_name: str
 
 
 def read_values(path: str, max_bytes: int = 50_000_000) -> dict[str, Value]:
-    """Decode the appended cell's JSON file (keys ``exercise/key``); a missing or broken file
-    gives ``{}`` (every test then scores 0)."""
+    """Decode the appended cell's JSON file (keys ``exercise/key``); a missing
+    or broken file gives ``{}`` (every test then scores 0)."""
     try:
         with open(path, "rb") as f:
             raw = f.read(max_bytes + 1)
@@ -196,9 +231,13 @@ def as_array(value: Any) -> np.ndarray | None:
     return a
 
 
-def compare(value: Any, expected: Any, *, rtol: float = 1e-4, atol: float = 1e-6) -> tuple[bool, str]:
-    """Whether ``value`` equals ``expected`` within tolerances, and a note that does not
-    give the expected value away (``wrong shape``, ``too large``, ``too small``, ``differs``)."""
+def compare(
+    value: Any, expected: Any, *, rtol: float = 1e-4, atol: float = 1e-6
+) -> tuple[bool, str]:
+    """Whether ``value`` equals ``expected`` within tolerances, and a note that
+    does not give the expected value away (``wrong shape``, ``too large``,
+    ``too small``, ``differs``).
+    """
     a = as_array(value)
     e = np.asarray(expected, dtype=float)
     if a is None:
@@ -210,12 +249,17 @@ def compare(value: Any, expected: Any, *, rtol: float = 1e-4, atol: float = 1e-6
     if np.allclose(a, e, rtol=rtol, atol=atol):
         return True, "correct"
     if a.size == 1:
-        return False, "too large" if float(a.reshape(-1)[0]) > float(e.reshape(-1)[0]) else "too small"
+        return False, (
+            "too large"
+            if float(a.reshape(-1)[0]) > float(e.reshape(-1)[0])
+            else "too small"
+        )
     return False, "differs from the reference"
 
 
 def missing(values: dict[str, Value], exercise: str, key: str) -> str | None:
-    """A note when ``exercise/key`` was not collected (the expression raised), else None."""
+    """A note when ``exercise/key`` was not collected (the expression raised),
+    else None."""
     v = values.get(f"{exercise}/{key}")
     if v is None:
         return "no value collected"
@@ -225,7 +269,8 @@ def missing(values: dict[str, Value], exercise: str, key: str) -> str | None:
 
 
 def get(values: dict[str, Value], exercise: str, key: str) -> Any:
-    """The decoded value of ``exercise/key`` (``None`` when it was not collected)."""
+    """The decoded value of ``exercise/key`` (``None`` when it was not
+    collected)."""
     v = values.get(f"{exercise}/{key}")
     return v.value if v is not None and v.ok else None
 

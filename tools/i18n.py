@@ -1,25 +1,29 @@
-"""The Chinese edition of the book (issue 21): one set of notebooks, two languages.
+"""The Chinese edition of the book (issue 21): one set of notebooks, two
+languages.
 
 Sphinx's own internationalisation, driven through Jupyter Book's configuration:
 
 ``python tools/i18n.py gettext``
-    extracts every message of the book (the notebooks' Markdown cells included) with
-    Sphinx's gettext builder into ``_build/gettext/**/*.pot`` (one template per page:
-    ``gettext_compact: false`` in _config.yml), then updates the catalogues
-    ``locale/zh_CN/LC_MESSAGES/**/*.po`` from them, as ``sphinx-intl update`` does
-    (Babel's catalogue update, which sphinx-intl wraps): a new message arrives
-    untranslated, a message whose English changed arrives *fuzzy* with its old
-    translation, so later edits of a chapter are marked for re-translation. Messages
-    no longer in the book are dropped.
+    extracts every message of the book (the notebooks' Markdown cells included)
+    with Sphinx's gettext builder into ``_build/gettext/**/*.pot`` (one
+    template per page: ``gettext_compact: false`` in _config.yml), then updates
+    the catalogues ``locale/zh_CN/LC_MESSAGES/**/*.po`` from them, as
+    ``sphinx-intl update`` does (Babel's catalogue update, which sphinx-intl
+    wraps): a new message arrives untranslated, a message whose English changed
+    arrives *fuzzy* with its old translation, so later edits of a chapter are
+    marked for re-translation. Messages no longer in the book are dropped.
 ``python tools/i18n.py html``
-    builds the Chinese site (``language = zh_CN``) into ``_build/html/zh/``, beside the
-    English site in ``_build/html/``: one folder serves both, and tools/language_links.py
-    links each page to its counterpart. Sphinx compiles the .po files into .mo files itself.
+    builds the Chinese site (``language = zh_CN``) into ``_build/html/zh/``,
+    beside the English site in ``_build/html/``: one folder serves both, and
+    tools/language_links.py links each page to its counterpart. Sphinx compiles
+    the .po files into .mo files itself.
 ``python tools/i18n.py status``
-    prints, per catalogue, how many messages are translated, untranslated and fuzzy.
+    prints, per catalogue, how many messages are translated, untranslated and
+    fuzzy.
 
-Each build keeps its own doctree folder: the gettext, English and Chinese builds cannot
-share one (Sphinx refuses an environment pickled by another builder or language).
+Each build keeps its own doctree folder: the gettext, English and Chinese
+builds cannot share one (Sphinx refuses an environment pickled by another
+builder or language).
 """
 
 from __future__ import annotations
@@ -39,16 +43,29 @@ ZH_HTML = BUILD / "html" / "zh"
 ZH_TITLE = "打开黑盒：元学习及其解释"
 
 
-def _build(builder: str, outdir: Path, doctrees: Path, overrides: dict,
-           strict: bool = False) -> int:
+def _build(
+    builder: str,
+    outdir: Path,
+    doctrees: Path,
+    overrides: dict,
+    strict: bool = False,
+) -> int:
     from jupyter_book.sphinx import build_sphinx
 
     overrides = {"latex_individualpages": False, **overrides}
     result = build_sphinx(
-        str(ROOT), str(outdir), use_external_toc=True, noconfig=True,
-        path_config=str(ROOT / "_config.yml"), confoverrides=overrides,
-        doctreedir=str(doctrees), builder=builder, warningiserror=strict,
-        keep_going=strict, quiet=True)
+        str(ROOT),
+        str(outdir),
+        use_external_toc=True,
+        noconfig=True,
+        path_config=str(ROOT / "_config.yml"),
+        confoverrides=overrides,
+        doctreedir=str(doctrees),
+        builder=builder,
+        warningiserror=strict,
+        keep_going=strict,
+        quiet=True,
+    )
     if isinstance(result, Exception):
         raise result
     return int(result or 0)
@@ -59,8 +76,11 @@ def extract() -> int:
     return _build("gettext", POT_DIR, BUILD / ".doctrees-gettext", {})
 
 
-def update_catalogues(pot_dir: Path = POT_DIR, po_dir: Path = PO_DIR) -> list[str]:
-    """Create or update one .po per .pot (as ``sphinx-intl update``); returns what changed."""
+def update_catalogues(
+    pot_dir: Path = POT_DIR, po_dir: Path = PO_DIR
+) -> list[str]:
+    """Create or update one .po per .pot (as ``sphinx-intl update``); returns
+    what changed."""
     from babel.messages.pofile import read_po, write_po
 
     changed = []
@@ -83,7 +103,13 @@ def update_catalogues(pot_dir: Path = POT_DIR, po_dir: Path = PO_DIR) -> list[st
             catalog.fuzzy = False
         po.parent.mkdir(parents=True, exist_ok=True)
         with po.open("wb") as f:
-            write_po(f, catalog, width=79, ignore_obsolete=True, include_previous=True)
+            write_po(
+                f,
+                catalog,
+                width=79,
+                ignore_obsolete=True,
+                include_previous=True,
+            )
         changed.append(str(rel))
     return changed
 
@@ -99,7 +125,14 @@ def status(po_dir: Path = PO_DIR) -> list[tuple[str, int, int, int]]:
         msgs = [m for m in catalog if m.id]
         fuzzy = sum(1 for m in msgs if m.fuzzy)
         empty = sum(1 for m in msgs if not m.string)
-        rows.append((str(po.relative_to(po_dir)), len(msgs) - fuzzy - empty, empty, fuzzy))
+        rows.append(
+            (
+                str(po.relative_to(po_dir)),
+                len(msgs) - fuzzy - empty,
+                empty,
+                fuzzy,
+            )
+        )
     return rows
 
 
@@ -108,7 +141,8 @@ SEARCH_DICT = BUILD / "zh_search_words.txt"
 
 
 def glossary_terms(path: Path = GLOSSARY) -> list[tuple[str, str, list[str]]]:
-    """(English term, Chinese term, alternatives) of every ``English · 中文（alt）`` entry.
+    """(English term, Chinese term, alternatives) of every
+    ``English · 中文（alt）`` entry.
 
     An entry without a Chinese part (Omniglot) is left out.
     """
@@ -123,7 +157,12 @@ def glossary_terms(path: Path = GLOSSARY) -> list[tuple[str, str, list[str]]]:
         if line.startswith("```"):
             in_glossary = False
             continue
-        if not in_glossary or not line or line[0].isspace() or " · " not in line:
+        if (
+            not in_glossary
+            or not line
+            or line[0].isspace()
+            or " · " not in line
+        ):
             continue
         english, chinese = line.split(" · ", 1)
         alternatives = re.findall(r"（([^）]*)）", chinese)
@@ -135,9 +174,10 @@ def glossary_terms(path: Path = GLOSSARY) -> list[tuple[str, str, list[str]]]:
 def write_search_words(path: Path = SEARCH_DICT) -> Path:
     """A jieba user dictionary of the glossary's Chinese terms.
 
-    Sphinx's Chinese search splits the text into words with jieba (``html_search_options
-    = {"dict": ...}`` adds words to its dictionary); without it 元学习 would be indexed
-    only as 学习, and a search for a book term would find nothing.
+    Sphinx's Chinese search splits the text into words with jieba
+    (``html_search_options = {"dict": ...}`` adds words to its dictionary);
+    without it 元学习 would be indexed only as 学习, and a search for a book term
+    would find nothing.
     """
     import re
 
@@ -146,35 +186,59 @@ def write_search_words(path: Path = SEARCH_DICT) -> Path:
         for term in [main, *alternatives]:
             for word in re.split(r"[、，/]", term):
                 word = word.strip()
-                if word and " " not in word and re.search(r"[\u4e00-\u9fff]", word):
+                if (
+                    word
+                    and " " not in word
+                    and re.search(r"[\u4e00-\u9fff]", word)
+                ):
                     words.append(word)
     path.parent.mkdir(parents=True, exist_ok=True)
-    # jieba's format: word, frequency (high, so that the whole term wins over its parts)
-    path.write_text("".join(f"{w} 100000\n" for w in dict.fromkeys(words)), encoding="utf-8")
+    # jieba's format: word, frequency (high, so that the whole term wins over
+    # its parts)
+    path.write_text(
+        "".join(f"{w} 100000\n" for w in dict.fromkeys(words)),
+        encoding="utf-8",
+    )
     return path
 
 
 def build_html(strict: bool = False) -> int:
     """Build the Chinese site into _build/html/zh (language zh_CN)."""
     words = write_search_words()
-    return _build("html", ZH_HTML, BUILD / ".doctrees-zh",
-                  {"language": LANGUAGE, "html_search_options": {"dict": str(words)},
-                   "html_title": ZH_TITLE,
-                   # myst-nb's toggles of hidden cells have no Chinese translation of their own
-                   "nb_code_prompt_show": "显示代码单元", "nb_code_prompt_hide": "隐藏代码单元",
-                   # sphinx-togglebutton's hint on folded solutions
-                   "togglebutton_hint": "点击显示", "togglebutton_hint_hide": "点击隐藏"},
-                  strict=strict)
+    return _build(
+        "html",
+        ZH_HTML,
+        BUILD / ".doctrees-zh",
+        {
+            "language": LANGUAGE,
+            "html_search_options": {"dict": str(words)},
+            "html_title": ZH_TITLE,
+            # myst-nb's toggles of hidden cells have no Chinese translation of
+            # their own
+            "nb_code_prompt_show": "显示代码单元",
+            "nb_code_prompt_hide": "隐藏代码单元",
+            # sphinx-togglebutton's hint on folded solutions
+            "togglebutton_hint": "点击显示",
+            "togglebutton_hint_hide": "点击隐藏",
+        },
+        strict=strict,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=["gettext", "update", "html", "status"],
-                        help="gettext: extract and update the catalogues; update: only "
-                             "update them from _build/gettext; html: build the Chinese "
-                             "site; status: count translated messages per catalogue")
-    parser.add_argument("--strict", action="store_true",
-                        help="html: fail on any Sphinx warning (as make build-strict)")
+    parser.add_argument(
+        "command",
+        choices=["gettext", "update", "html", "status"],
+        help="gettext: extract and update the catalogues; update: only "
+        "update them from _build/gettext; html: build the Chinese "
+        "site; status: count translated messages per catalogue",
+    )
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="html: fail on any Sphinx warning (as make build-strict)",
+    )
     args = parser.parse_args(argv)
     if args.command in ("gettext", "update"):
         if args.command == "gettext":
@@ -190,10 +254,15 @@ def main(argv: list[str] | None = None) -> int:
         return rc
     total = [0, 0, 0]
     for name, done, empty, fuzzy in status():
-        print(f"{name:45s} {done:5d} translated {empty:5d} untranslated {fuzzy:5d} fuzzy")
+        print(
+            f"{name:45s} {done:5d} translated {empty:5d} untranslated "
+            f"{fuzzy:5d} fuzzy"
+        )
         total = [total[0] + done, total[1] + empty, total[2] + fuzzy]
-    print(f"{'all':45s} {total[0]:5d} translated {total[1]:5d} untranslated "
-          f"{total[2]:5d} fuzzy")
+    print(
+        f"{'all':45s} {total[0]:5d} translated {total[1]:5d} untranslated "
+        f"{total[2]:5d} fuzzy"
+    )
     return 0
 
 

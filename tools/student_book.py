@@ -1,15 +1,17 @@
-"""Build the student site: the book's pages from the student edition, no solution in them.
+"""Build the student site: the book's pages from the student edition, no
+solution in them.
 
     python tools/student_book.py [OUT]          (default: _build/student-book)
     make student-book
 
-Copies what the site is built from (``_config.yml``, ``_toc.yml``, ``references.bib``,
-``tools/``, ``_vendor/`` and ``chapters/`` without ``chapters/src/``, whose MyST sources
-hold the solutions) to ``OUT/src``, replaces every chapter notebook by its student edition
-for the site (solutions stubbed, ``{solution}`` blocks and gated solutions removed, the
-outputs of solution cells cleared; the other cells keep their stored outputs, so figures
-stay), and runs ``jupyter-book build`` there. The pages and the download button then serve
-the student edition. The HTML lands in ``OUT/src/_build/html``.
+Copies what the site is built from (``_config.yml``, ``_toc.yml``,
+``references.bib``, ``tools/``, ``_vendor/`` and ``chapters/`` without
+``chapters/src/``, whose MyST sources hold the solutions) to ``OUT/src``,
+replaces every chapter notebook by its student edition for the site (solutions
+stubbed, ``{solution}`` blocks and gated solutions removed, the outputs of
+solution cells cleared; the other cells keep their stored outputs, so figures
+stay), and runs ``jupyter-book build`` there. The pages and the download button
+then serve the student edition. The HTML lands in ``OUT/src/_build/html``.
 """
 
 from __future__ import annotations
@@ -38,23 +40,38 @@ def prepare(out: Path) -> Path:
     for name in ("tools", "_vendor", "locale"):
         if not (ROOT / name).is_dir():
             continue
-        shutil.copytree(ROOT / name, src / name,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    shutil.copytree(ROOT / "chapters", src / "chapters",
-                    ignore=shutil.ignore_patterns("src", ".ipynb_checkpoints", "*.ipynb"))
+        shutil.copytree(
+            ROOT / name,
+            src / name,
+            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+        )
+    shutil.copytree(
+        ROOT / "chapters",
+        src / "chapters",
+        ignore=shutil.ignore_patterns("src", ".ipynb_checkpoints", "*.ipynb"),
+    )
     for path in sorted((ROOT / "chapters").glob("*.ipynb")):
-        nb, _ = student.student_edition(nbformat.read(path, as_version=4), keep_outputs=True)
+        nb, _ = student.student_edition(
+            nbformat.read(path, as_version=4), keep_outputs=True
+        )
         nbformat.write(nb, src / "chapters" / path.name)
     return src
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("out", nargs="?", default="_build/student-book", help="output folder")
-    ap.add_argument("--no-build", action="store_true", help="write the sources only")
+    ap.add_argument(
+        "out", nargs="?", default="_build/student-book", help="output folder"
+    )
+    ap.add_argument(
+        "--no-build", action="store_true", help="write the sources only"
+    )
     args = ap.parse_args(argv)
     out = Path(args.out).resolve()
-    if ROOT.resolve().is_relative_to(out) or out == (ROOT / "_build").resolve():
+    if (
+        ROOT.resolve().is_relative_to(out)
+        or out == (ROOT / "_build").resolve()
+    ):
         print(f"out must be a folder of its own, got {out}", file=sys.stderr)
         return 2
     src = prepare(out)

@@ -1,12 +1,13 @@
-"""Browser test of the Chinese site (issue 21): _build/html/zh/, built by `make book`.
+"""Browser test of the Chinese site (issue 21): _build/html/zh/, built by
+`make book`.
 
-Opens every Chinese page in headless Chromium (screenshots: _build/screenshots/zh__*.png)
-and checks that
-- the pages of the catalogues listed in locale/zh_CN/final.txt have no English paragraph
-  left (code, outputs, formulas, citations and inline code are not prose and stay as they
-  are);
-- each page links to its counterpart in the other language, both ways, and the link
-  lands on the same page;
+Opens every Chinese page in headless Chromium (screenshots:
+_build/screenshots/zh__*.png) and checks that
+- the pages of the catalogues listed in locale/zh_CN/final.txt have no
+  English paragraph left (code, outputs, formulas, citations and inline code
+  are not prose and stay as they are);
+- each page links to its counterpart in the other language, both ways, and
+  the link lands on the same page;
 - the Chinese search finds a glossary term (jieba splits the text into words).
 Runs through `make browser` (MLKIT_BROWSER_TEST=1, see conftest.py).
 """
@@ -24,30 +25,40 @@ SITE = Path(os.environ.get("MLKIT_SITE", ROOT / "_build" / "html"))
 ZH = SITE / "zh"
 SHOTS = SITE.parent / "screenshots"
 FINAL_LIST = ROOT / "locale" / "zh_CN" / "final.txt"
-# a word every translated chapter uses, and the pages the Chinese search must find it in
+# a word every translated chapter uses, and the pages the Chinese search must
+# find it in
 SEARCH_WORD, SEARCH_PAGES = "元学习", ("01_background", "02_core_concepts")
 
 
 def _final_pages() -> list[str]:
     lines = FINAL_LIST.read_text(encoding="utf-8").splitlines()
-    return [line.strip().removesuffix(".po") + ".html" for line in lines
-            if line.strip() and not line.startswith("#")]
+    return [
+        line.strip().removesuffix(".po") + ".html"
+        for line in lines
+        if line.strip() and not line.startswith("#")
+    ]
 
 
 def zh_pages() -> list[str]:
     if not (ZH / "index.html").is_file():
         return []
     skip = {"_static", "_sources", "_images"}
-    return sorted(str(p.relative_to(ZH)) for p in ZH.rglob("*.html")
-                  if not skip & set(p.relative_to(ZH).parts)
-                  and p.name not in ("genindex.html", "search.html"))
+    return sorted(
+        str(p.relative_to(ZH))
+        for p in ZH.rglob("*.html")
+        if not skip & set(p.relative_to(ZH).parts)
+        and p.name not in ("genindex.html", "search.html")
+    )
 
 
 @pytest.fixture(scope="module")
 def server(serve_folder):
     if not (ZH / "index.html").is_file():
-        pytest.fail(f"{ZH}/index.html is missing: build both sites first (make book, or "
-                    "make book-zh after make build-strict)")
+        pytest.fail(
+            f"{ZH}/index.html is missing: build both sites first "
+            "(make book, or "
+            "make book-zh after make build-strict)"
+        )
     return serve_folder(SITE)
 
 
@@ -56,25 +67,39 @@ def page(browser):
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     pg = context.new_page()
     pg.problems = []
-    pg.on("pageerror", lambda exc: pg.problems.append(f"uncaught error: {exc}"))
-    pg.on("console", lambda msg: msg.type == "error" and pg.problems.append(
-        f"console error: {msg.text}"))
-    pg.route(re.compile(r"^https?://(?!127\.0\.0\.1[:/]).*"), lambda route: route.abort())
+    pg.on(
+        "pageerror", lambda exc: pg.problems.append(f"uncaught error: {exc}")
+    )
+    pg.on(
+        "console",
+        lambda msg: msg.type == "error"
+        and pg.problems.append(f"console error: {msg.text}"),
+    )
+    pg.route(
+        re.compile(r"^https?://(?!127\.0\.0\.1[:/]).*"),
+        lambda route: route.abort(),
+    )
     yield pg
     context.close()
 
 
-# The prose elements of the article; what is not prose (code, outputs, formulas, citation
-# links, the language link, the bibliography's entries) is removed before reading them.
-ENGLISH_PARAGRAPHS_JS = r"""() => {
-  const article = document.querySelector('article.bd-article') || document.querySelector('main');
+# The prose elements of the article; what is not prose (code, outputs,
+# formulas, citation links, the language link, the bibliography's entries) is
+# removed before reading them.
+ENGLISH_PARAGRAPHS_JS = (
+    r"""() => {
+  const article = document.querySelector('article.bd-article') || """
+    r"""document.querySelector('main');
   const clone = article.cloneNode(true);
-  clone.querySelectorAll('pre, code, .cell_output, .output, .highlight, .math, mjx-container, '
-      + '.mlkit-language-link, a[href*="bibliography"], div.citation, .bibtex, '
+  clone.querySelectorAll('pre, code, .cell_output, .output, .highlight, """
+    r""".math, mjx-container, '
+      + '.mlkit-language-link, a[href*="bibliography"], div.citation, """
+    r""".bibtex, '
       + 'dl.citation, script, style, .headerlink, .toggle-details, button')
       .forEach(e => e.remove());
   const out = [];
-  clone.querySelectorAll('p, li, dd, td, th, figcaption, caption, h1, h2, h3, h4, .admonition-title')
+  clone.querySelectorAll('p, li, dd, td, th, figcaption, caption, """
+    r"""h1, h2, h3, h4, .admonition-title')
       .forEach(e => {
     if (e.querySelector('p, li, dd')) return;  // judged by its own paragraphs
     const text = e.textContent.replace(/\s+/g, ' ').trim();
@@ -87,11 +112,15 @@ ENGLISH_PARAGRAPHS_JS = r"""() => {
   });
   return out;
 }"""
+)
 
 
 def _shot(rel: str) -> str:
     SHOTS.mkdir(parents=True, exist_ok=True)
-    return str(SHOTS / ("zh__" + rel.replace("/", "__").removesuffix(".html") + ".png"))
+    return str(
+        SHOTS
+        / ("zh__" + rel.replace("/", "__").removesuffix(".html") + ".png")
+    )
 
 
 def test_chinese_site_exists():
@@ -111,12 +140,15 @@ def test_chinese_page(server, page, rel):
     assert page.problems == [], "\n".join(page.problems)
     if rel in _final_pages():
         english = page.evaluate(ENGLISH_PARAGRAPHS_JS)
-        assert english == [], f"zh/{rel}: English paragraphs left:\n" + "\n".join(english)
+        assert (
+            english == []
+        ), f"zh/{rel}: English paragraphs left:\n" + "\n".join(english)
 
 
 @pytest.mark.parametrize("rel", zh_pages() or ["index.html"])
 def test_language_links_both_ways(server, page, rel):
-    if rel == "index.html":  # a redirect to the root document, which is checked itself
+    # a redirect to the root document, which is checked itself
+    if rel == "index.html":
         pytest.skip("index.html only redirects")
     page.goto(f"{server}/{rel}", wait_until="load")
     page.locator(".mlkit-language-link a").click()
@@ -136,5 +168,7 @@ def test_chinese_search_finds_a_glossary_term(server, page):
     hrefs = [hits.nth(i).get_attribute("href") for i in range(hits.count())]
     page.screenshot(path=_shot("search"), full_page=True)
     for name in SEARCH_PAGES:
-        assert any(name in h for h in hrefs), f"{SEARCH_WORD!r} not found in {name}: {hrefs}"
+        assert any(
+            name in h for h in hrefs
+        ), f"{SEARCH_WORD!r} not found in {name}: {hrefs}"
     assert page.problems == [], "\n".join(page.problems)
