@@ -243,18 +243,19 @@ def _notebook_pages() -> list[str]:
     ]
 
 
-@pytest.mark.parametrize(
-    "rel",
-    _notebook_pages()
-    or [
-        pytest.param(
-            "none",
-            marks=pytest.mark.skip(
-                reason="no page of the site is built from a notebook yet"
-            ),
-        )
-    ],
-)
+# The pages built from a notebook, or one skipped placeholder before the
+# site has any.
+NOTEBOOK_PAGES = _notebook_pages() or [
+    pytest.param(
+        "none",
+        marks=pytest.mark.skip(
+            reason="no page of the site is built from a notebook yet"
+        ),
+    )
+]
+
+
+@pytest.mark.parametrize("rel", NOTEBOOK_PAGES)
 def test_notebook_download_button(server, page, rel):
     page.goto(f"{server}/{rel}", wait_until="load")
     link = page.locator(
@@ -271,18 +272,7 @@ def test_notebook_download_button(server, page, rel):
     ), f"{rel}: the downloaded notebook is empty"
 
 
-@pytest.mark.parametrize(
-    "rel",
-    _notebook_pages()
-    or [
-        pytest.param(
-            "none",
-            marks=pytest.mark.skip(
-                reason="no page of the site is built from a notebook yet"
-            ),
-        )
-    ],
-)
+@pytest.mark.parametrize("rel", NOTEBOOK_PAGES)
 def test_code_boxes_hold_79_characters_without_scrolling(server, page, rel):
     """At a 1280-pixel window every code and text output box holds the 79
     characters the chapters are written to (tests/test_chapter_width.py)
