@@ -22,6 +22,7 @@ import re
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 import nbformat
 from nbclient import NotebookClient
@@ -73,13 +74,10 @@ def main() -> None:
     for path in paths:
         seconds = [time_notebook(path)]
         if args.cold:  # the kernel inherits the environment
-            saved = os.environ.get("MLKIT_CACHE")
-            with tempfile.TemporaryDirectory() as empty:
-                os.environ["MLKIT_CACHE"] = empty
+            with tempfile.TemporaryDirectory() as empty, mock.patch.dict(
+                os.environ, {"MLKIT_CACHE": empty}
+            ):
                 seconds.append(time_notebook(path))
-            os.environ.pop("MLKIT_CACHE")
-            if saved is not None:
-                os.environ["MLKIT_CACHE"] = saved
         rows.append((path.name, seconds))
         print(
             f"{path.name}: " + ", ".join(f"{s:.1f} s" for s in seconds),
@@ -89,7 +87,7 @@ def main() -> None:
         f"Measured {time.strftime('%Y-%m-%d')} on {machine_description()}; "
         f"load from other processes: {os.getloadavg()[0]:.1f} "
         "(1-minute load average at the end); "
-        + f"image cache {'warm' if warm else 'empty at the start'}.",
+        f"image cache {'warm' if warm else 'empty at the start'}.",
         "",
     ]
     if args.cold:

@@ -410,6 +410,11 @@ def data_root(root: str | os.PathLike | None = None) -> Path:
     env = os.environ.get("MLKIT_DATA")
     if env:
         return Path(env).expanduser()
+    return _user_cache()
+
+
+def _user_cache() -> Path:
+    """``~/.cache/mlkit``: the default for both the data and the cache."""
     return Path.home() / ".cache" / "mlkit"
 
 
@@ -1039,7 +1044,7 @@ def cache_root() -> Path:
     images): ``$MLKIT_CACHE``, else ``~/.cache/mlkit``. Deleting it is always
     safe."""
     env = os.environ.get("MLKIT_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "mlkit"
+    return Path(env).expanduser() if env else _user_cache()
 
 
 def _resized_file(
